@@ -1,0 +1,1 @@
+"""Inference backends. :mod:`.base` holds the protocol; :mod:`.openvino` is the only OpenVINO user."""
