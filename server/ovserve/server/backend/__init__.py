@@ -1,1 +1,4 @@
-"""Inference backends. :mod:`.base` holds the protocol; :mod:`.openvino` is the only OpenVINO user."""
+"""Inference backends.
+
+:mod:`.base` holds the protocol; :mod:`.openvino` is the only module that imports OpenVINO.
+"""

@@ -1,0 +1,9 @@
+"""Wire codecs: one module per REST dialect, each pure ``decode_*`` / ``encode_*`` functions.
+
+* :mod:`.tfs` — the TensorFlow-Serving-style v1 API as OVMS (<= 2026.2) serves it.
+* :mod:`.jsonfast` — the fast path that turns large JSON numeric arrays into numpy arrays.
+* :mod:`.dtypes` — precision names per wire (OpenVINO, TF ``DT_*``, KServe v2, MindSpore, numpy).
+
+Codecs know :mod:`ovserve.server.types` and :mod:`ovserve.server.errors` only; the HTTP layer
+calls them and maps the domain errors they raise to status codes.
+"""

@@ -1,0 +1,336 @@
+"""JSON loading and tensor decoding for the TFS v1 codec (:mod:`.tfs`, its only caller).
+
+:func:`load_json` parses a body with orjson, first cutting large numeric arrays out of it
+(:mod:`.jsonfast`) so they never become Python lists; invalid JSON raises ``InvalidJson`` with
+rapidjson's wording, as OVMS words it::
+
+    The file is not valid json - Error: Missing a comma or ']' after an array element. Offset: 3
+
+:func:`decode_value` turns one input's JSON value into a numpy array, like OVMS's
+``TFSRestParser``: a nested list must be rectangular and non-empty at every level; numbers are
+cast to the input precision as ``static_cast`` casts them; ``{"b64": "..."}`` objects and (for
+U8/STRING inputs) strings become elements of an object array of ``bytes``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+from .. import errors
+from ..types import PRECISION_TO_NUMPY, TensorSpec
+from . import jsonfast
+
+MAX_DEPTH = 100
+"""Deepest nesting of arrays/objects accepted (OVMS's rapidjson limit)."""
+DEPTH_ERROR = "JSON nesting depth exceeds the allowed limit"
+_INVALID_JSON = "The file is not valid json"
+_STRING_PRECISIONS = ("U8", "STRING")
+_OBJECT = np.dtype(object)
+
+# orjson message fragment -> rapidjson's message (GetParseError_En).
+_RAPIDJSON = (
+    ("empty", "The document is empty."),
+    ("after document", "The document root must not be followed by other values."),
+    ("string key", "Missing a name for object member."),
+    ("':' after key", "Missing a colon after a name of object member."),
+    ("',' or '}'", "Missing a comma or '}' after an object member."),
+    ("',' or ']'", "Missing a comma or ']' after an array element."),
+    ("escape", "Invalid escape character in string."),
+    ("surrogate", "The surrogate pair in string is invalid."),
+    ("control character", "Invalid encoding in string."),
+    ("UTF-8", "Invalid encoding in string."),
+    ("decimal point", "Miss fraction part in number."),
+    ("exponent", "Miss exponent in number."),
+)
+
+
+class Spans:
+    """The numeric arrays cut out of a body, found again by their placeholder strings."""
+
+    class Misplaced(Exception):
+        """A placeholder where no whole tensor goes: parse the body again without spans."""
+
+    def __init__(
+        self,
+        marker: str = "",
+        spans: list[jsonfast.Span] | None = None,
+        bools: bool = True,
+        plain: bool = False,
+    ) -> None:
+        self.marker = marker
+        self.spans = spans or []
+        self.bools = bools
+        """Whether the body may hold ``true``/``false`` (then lists are checked for them)."""
+        self.plain = plain
+        """Lists hold nothing but numbers and lists (no string, object, literal anywhere)."""
+
+    def get(self, value: Any) -> jsonfast.Span | None:
+        if self.spans and isinstance(value, str) and value.startswith(self.marker):
+            return self.spans[int(value[len(self.marker) :])]
+        return None
+
+    def check(self, text: str) -> None:
+        if self.spans and text.startswith(self.marker):
+            raise Spans.Misplaced
+
+
+@dataclass
+class Context:
+    """Where values are decoded: the spans, and the error text OVMS uses there."""
+
+    spans: Spans
+    error: str
+
+
+def load_json(body: bytes, scan: bool = False) -> tuple[Any, Spans]:
+    """Parse ``body``; with ``scan``, large numeric arrays stay unparsed in the :class:`Spans`."""
+    bools = _mentions(body, b"true", 2) or _mentions(body, b"false", 2)
+    literals = bools or _mentions(body, b"null", 2)
+    found = jsonfast.find_spans(body) if scan else []
+    if found:
+        marker = jsonfast.new_marker()
+        try:
+            doc = orjson.loads(jsonfast.substitute(body, found, marker))
+        except orjson.JSONDecodeError:
+            found = []  # a span inside a string, or an error elsewhere: parse it all
+        else:
+            spans = Spans(marker, found, bools)
+            if _depth(doc, spans) > MAX_DEPTH:
+                raise errors.InvalidJson(DEPTH_ERROR)
+            return doc, spans
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise _invalid_json(body, exc) from None
+    if _depth(doc, Spans()) > MAX_DEPTH:
+        raise errors.InvalidJson(DEPTH_ERROR)
+    plain = not literals and _quotes(body) == _quotes_outside_lists(doc)
+    return doc, Spans(bools=bools, plain=plain)
+
+
+def _mentions(body: bytes, word: bytes, pivot: int, limit: int = 256) -> bool:
+    """``word in body``, found through its rare letter ``word[pivot]`` (memchr is fast)."""
+    at = body.find(word[pivot : pivot + 1])
+    for _ in range(limit):
+        if at < 0:
+            return False
+        if body.startswith(word, at - pivot):
+            return True
+        at = body.find(word[pivot : pivot + 1], at + 1)
+    return word in body
+
+
+def _quotes(body: bytes, limit: int = 4096) -> int:
+    """How many ``"`` the body holds (-1 past ``limit``)."""
+    count, at = 0, body.find(b'"')
+    while at >= 0:
+        count += 1
+        if count > limit:
+            return -1
+        at = body.find(b'"', at + 1)
+    return count
+
+
+def _quotes_outside_lists(doc: Any) -> int:
+    """The ``"`` that the objects' keys and string values account for (not list contents)."""
+    if not isinstance(doc, dict):
+        return 0
+    count = 0
+    for key, value in doc.items():
+        count += 2 + key.count('"')
+        if isinstance(value, str):
+            count += 2 + value.count('"')
+        count += _quotes_outside_lists(value)
+    return count
+
+
+def _depth(doc: Any, spans: Spans) -> int:
+    """Nesting depth of arrays and objects (a placeholder counts as its span's arrays).
+
+    Arrays are followed through their first element only: tensors are rectangular, and a
+    ragged one deeper elsewhere is refused anyway (as an invalid ndarray, not as too deep).
+    """
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(doc, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in value.values())
+        elif isinstance(value, list):
+            deepest = max(deepest, depth)
+            if value:
+                stack.append((value[0], depth + 1))
+        else:
+            span = spans.get(value)
+            if span is not None:
+                deepest = max(deepest, depth - 1 + len(span.shape))
+        if deepest > MAX_DEPTH:
+            break
+    return deepest
+
+
+def _invalid_json(body: bytes, exc: orjson.JSONDecodeError) -> errors.InvalidJson:
+    message = str(exc.msg)
+    if "depth" in message:
+        return errors.InvalidJson(DEPTH_ERROR)
+    offset = len(body.decode("utf-8", errors="replace")[: exc.pos].encode())
+    text = next((ours for theirs, ours in _RAPIDJSON if theirs in message), "Invalid value.")
+    if "empty" in message:
+        offset = len(body)
+    elif "trailing comma" in message:
+        following = re.compile(rb"[^ \t\r\n]").search(body, offset + 1)
+        offset = following.start() if following else len(body)
+        if following and following.group() == b"}":
+            text = "Missing a name for object member."
+    return errors.InvalidJson(f"{_INVALID_JSON} - Error: {text} Offset: {offset}")
+
+
+# ---------------------------------------------------------------------------- values -> arrays
+
+
+def decode_value(value: Any, spec: TensorSpec | None, context: Context) -> np.ndarray:
+    """One input's JSON value (nested list, number, b64 object, string) as a numpy array."""
+    span = context.spans.get(value)
+    if span is not None:
+        dtype = _number_dtype(spec, span.first_is_integer())
+        fast = span.values(dtype) if dtype is not None else None
+        if fast is not None:
+            return fast
+        value = orjson.loads(span.text())
+    elif isinstance(value, str):
+        context.spans.check(value)
+    if isinstance(value, list):
+        return _from_list(value, spec, context)
+    return _from_leaves([value], (), spec, context)
+
+
+def _number_dtype(spec: TensorSpec | None, integer: bool) -> np.dtype[np.generic] | None:
+    """The dtype numbers decode to; ``None`` if the input takes no numbers (OVMS refuses them)."""
+    if spec is None:  # an input the model lacks: OVMS types it by its first number
+        return np.dtype(np.int32 if integer else np.float32)
+    if spec.precision in ("STRING", "BOOL", "BF16"):
+        return None
+    return PRECISION_TO_NUMPY.get(spec.precision)
+
+
+def _from_list(value: list[Any], spec: TensorSpec | None, context: Context) -> np.ndarray:
+    target = _OBJECT
+    if context.spans.plain:
+        target = _number_dtype(spec, _first_is_integer(value)) or _OBJECT
+    if target.kind == "f":
+        # Only numbers and lists in the body: numpy converts straight to the input's type.
+        try:
+            with np.errstate(all="ignore"):
+                direct = np.asarray(value, dtype=target)
+        except (ValueError, TypeError, OverflowError):  # ragged
+            raise errors.InvalidInput(context.error) from None
+        if direct.size == 0:
+            raise errors.InvalidInput(context.error)
+        return direct
+    try:
+        array = np.array(value)
+    except (ValueError, OverflowError):  # ragged, or integers beyond 64 bits
+        array = None
+    if array is not None and array.dtype.kind in "iuf":
+        if array.size == 0 or (context.spans.bools and _holds_bool(value)):
+            raise errors.InvalidInput(context.error)
+        return _cast(array, spec, context, _first_is_integer(value))
+    shape, leaves = _flatten(value, context)
+    return _from_leaves(leaves, shape, spec, context)
+
+
+def _first_is_integer(value: Any) -> bool:
+    while isinstance(value, list) and value:
+        value = value[0]
+    return isinstance(value, int)
+
+
+def _holds_bool(value: list[Any]) -> bool:
+    if value and isinstance(value[0], list):
+        return any(_holds_bool(v) for v in value)
+    return any(isinstance(v, bool) for v in value)
+
+
+def _flatten(value: list[Any], context: Context) -> tuple[tuple[int, ...], list[Any]]:
+    """Shape and leaves of a nested list; every level rectangular and non-empty."""
+    shape: list[int] = []
+    probe: Any = value
+    while isinstance(probe, list):
+        if not probe:
+            raise errors.InvalidInput(context.error)
+        shape.append(len(probe))
+        probe = probe[0]
+    leaves: list[Any] = []
+
+    def walk(node: list[Any], level: int) -> None:
+        if len(node) != shape[level]:
+            raise errors.InvalidInput(context.error)
+        if level + 1 == len(shape):
+            if any(isinstance(leaf, list) for leaf in node):
+                raise errors.InvalidInput(context.error)
+            leaves.extend(node)
+            return
+        for child in node:
+            if not isinstance(child, list):
+                raise errors.InvalidInput(context.error)
+            walk(child, level + 1)
+
+    walk(value, 0)
+    return tuple(shape), leaves
+
+
+def _from_leaves(
+    leaves: list[Any], shape: tuple[int, ...], spec: TensorSpec | None, context: Context
+) -> np.ndarray:
+    """Leaves all numbers -> a numeric array; all b64/strings -> an object array of bytes."""
+    if all(isinstance(v, int | float) and not isinstance(v, bool) for v in leaves):
+        numbers = [float(v) if isinstance(v, int) and abs(v) >= 2**63 else v for v in leaves]
+        array = np.array(numbers).reshape(shape)
+        return _cast(array, spec, context, isinstance(leaves[0], int))
+    precision = spec.precision if spec is not None else None
+    out = np.empty(len(leaves), dtype=object)
+    for i, leaf in enumerate(_byte_leaves(leaves, precision, context)):
+        out[i] = leaf
+    return out.reshape(shape)
+
+
+def _byte_leaves(leaves: list[Any], precision: str | None, context: Context) -> Iterator[bytes]:
+    for leaf in leaves:
+        if isinstance(leaf, dict) and len(leaf) == 1 and isinstance(leaf.get("b64"), str):
+            context.spans.check(leaf["b64"])
+            yield _b64(leaf["b64"], context)
+        elif isinstance(leaf, str) and (precision is None or precision in _STRING_PRECISIONS):
+            context.spans.check(leaf)
+            yield leaf.encode()
+        else:
+            raise errors.InvalidInput(context.error)
+
+
+def _b64(text: str, context: Context) -> bytes:
+    """Standard base64; missing padding is tolerated (as absl's decoder does)."""
+    try:
+        return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise errors.InvalidInput(context.error) from None
+
+
+def _cast(
+    array: np.ndarray, spec: TensorSpec | None, context: Context, integer: bool
+) -> np.ndarray:
+    """Numbers to the input's dtype the way ``static_cast`` does it (truncate, then wrap)."""
+    dtype = _number_dtype(spec, integer)
+    if dtype is None:
+        raise errors.InvalidInput(context.error)
+    with np.errstate(all="ignore"):
+        if dtype.kind in "iu" and array.dtype.kind == "f":
+            array = array.astype(np.int64)
+        return array.astype(dtype)

@@ -1,0 +1,244 @@
+"""Shared Tornado plumbing: dependencies, method checks, CORS, body limits, error writing.
+
+Every handler of every dialect derives from :class:`BaseHandler` (GET-style) or
+:class:`BodyHandler` (POST with a streamed, size-limited body). A handler declares the methods it
+allows in ``ALLOWED``; any other standard method gets OVMS's ``406 Unsupported method``.
+Each dialect supplies ``STATUS`` (its one domain-error -> HTTP-status table) and
+``encode_error``; :meth:`BaseHandler.fail` is the only place an error becomes a response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable, Mapping
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
+
+import tornado.web
+from prometheus_client import CollectorRegistry
+
+from .. import errors
+from ..manager import ModelManager
+from ..metrics import ServerMetrics
+
+log = logging.getLogger("ovserve.server.http")
+T = TypeVar("T")
+
+CONFIG_HASH_HEADER = "X-Ovserve-Config-Hash"
+JSON = "application/json"
+
+
+@dataclass(frozen=True)
+class Cors:
+    """OVMS's CORS flags; ``None`` in :class:`Deps` disables the headers entirely."""
+
+    allowed_origins: str = "*"
+    allowed_methods: str = "*"
+    allowed_headers: str = "*"
+    allow_credentials: bool = False
+
+
+class InFlight:
+    """Counts HTTP requests being handled, so shutdown can wait for them to finish."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    async def drain(self, timeout: float = 30.0, quiet: float = 0.2) -> bool:
+        """Wait until no request has been in flight for ``quiet`` seconds; False on timeout."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        idle_since: float | None = None
+        while loop.time() < deadline:
+            if self.count:
+                idle_since = None
+            elif idle_since is None:
+                idle_since = loop.time()
+            elif loop.time() - idle_since >= quiet:
+                return True
+            await asyncio.sleep(0.02)
+        return False
+
+
+@dataclass
+class Deps:
+    """Everything a handler needs, injected through ``initialize`` (no globals)."""
+
+    manager: ModelManager
+    metrics: ServerMetrics | None = None
+    registry: CollectorRegistry | None = None
+    max_body_bytes: int = 100 * 1024 * 1024
+    cors: Cors | None = field(default_factory=Cors)
+    # Codec work on large bodies runs here so the event loop keeps serving small requests.
+    codec_executor: Executor | None = None
+    large_body_bytes: int = 256 * 1024
+    server_version: str = ""
+    inflight: InFlight = field(default_factory=InFlight)
+
+
+def _simple_error(message: str) -> bytes:
+    return json.dumps({"error": message}, separators=(",", ":")).encode()
+
+
+class BaseHandler(tornado.web.RequestHandler):
+    """Common behaviour; subclasses set ``ALLOWED``, ``STATUS`` and ``encode_error``."""
+
+    SUPPORTED_METHODS = ("GET", "HEAD", "POST", "DELETE", "PATCH", "PUT", "OPTIONS")
+    ALLOWED: ClassVar[tuple[str, ...]] = ("GET",)
+    STATUS: ClassVar[Mapping[type[errors.ServingError], int]] = {}
+    deps: Deps
+
+    _counted = False
+
+    def initialize(self, deps: Deps) -> None:
+        self.deps = deps
+        deps.inflight.count += 1
+        self._counted = True
+        # Tornado sets default headers before ``initialize`` runs, when ``deps`` is not yet known.
+        self._set_cors_headers()
+
+    def _uncount(self) -> None:
+        if self._counted:
+            self._counted = False
+            self.deps.inflight.count -= 1
+
+    def on_finish(self) -> None:
+        self._uncount()
+
+    def on_connection_close(self) -> None:
+        self._uncount()
+        super().on_connection_close()
+
+    # ------------------------------------------------------------------ protocol hooks
+
+    def encode_error(self, message: str) -> bytes:
+        return _simple_error(message)
+
+    def error_status(self, exc: errors.ServingError) -> int:
+        for cls in type(exc).__mro__:
+            if cls in self.STATUS:
+                return self.STATUS[cls]  # type: ignore[index]
+        return 500
+
+    # ------------------------------------------------------------------ responses
+
+    def set_default_headers(self) -> None:
+        self.set_header("Content-Type", JSON)
+        if hasattr(self, "deps"):  # again after clear(), e.g. in write_error
+            self._set_cors_headers()
+
+    def _set_cors_headers(self) -> None:
+        cors = self.deps.cors
+        if cors is not None:
+            self.set_header("Access-Control-Allow-Origin", cors.allowed_origins)
+            if cors.allow_credentials:
+                self.set_header("Access-Control-Allow-Credentials", "true")
+
+    def send(self, body: bytes, status: int = 200) -> None:
+        self.set_status(status)
+        self.finish(body)
+
+    def fail(self, exc: errors.ServingError) -> None:
+        status = self.error_status(exc)
+        if status >= 500:
+            log.error("%s %s failed: %s", self.request.method, self.request.path, exc)
+        self.send(self.encode_error(exc.message), status)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        # Reached only for exceptions a handler did not turn into a ServingError (bugs) and for
+        # Tornado's own errors (405 on unknown methods); never leak a traceback to clients.
+        message = "Internal server error" if status_code >= 500 else self._reason
+        self.set_header("Content-Type", JSON)
+        self.finish(self.encode_error(message))
+
+    # ------------------------------------------------------------------ method checks, CORS
+
+    def prepare(self) -> None:
+        if self.request.method == "OPTIONS":
+            return
+        if self.request.method not in self.ALLOWED:
+            self.send(self.encode_error("Unsupported method"), 406)
+
+    def options(self, *args: str) -> None:
+        cors = self.deps.cors
+        if cors is None:
+            self.send(self.encode_error("Unsupported method"), 406)
+            return
+        self.set_header("Access-Control-Allow-Methods", cors.allowed_methods)
+        self.set_header("Access-Control-Allow-Headers", cors.allowed_headers)
+        self.set_header("Access-Control-Max-Age", "86400")
+        self.set_status(204)
+        self.clear_header("Content-Type")
+        self.finish()
+
+    async def run_codec(self, size: int, func: Callable[..., T], *args: Any) -> T:
+        """Run codec work inline, or in the codec executor when ``size`` bytes make it slow."""
+        executor = self.deps.codec_executor
+        if executor is None or size < self.deps.large_body_bytes:
+            return func(*args)
+        return await asyncio.get_running_loop().run_in_executor(executor, func, *args)
+
+
+@tornado.web.stream_request_body
+class BodyHandler(BaseHandler):
+    """A POST handler whose body is streamed and refused early when above the size limit."""
+
+    ALLOWED = ("POST",)
+    _chunks: list[bytes]
+    _size: int
+    _too_large: bool
+
+    def too_large_message(self) -> str:
+        return f"Request body is larger than the limit of {self.deps.max_body_bytes} bytes"
+
+    def too_large_status(self) -> int:
+        return 413
+
+    def prepare(self) -> None:
+        self._chunks = []
+        self._size = 0
+        self._too_large = False
+        super().prepare()
+        if self._finished:
+            return
+        length = self.request.headers.get("Content-Length")
+        if length is not None and length.isdigit() and int(length) > self.deps.max_body_bytes:
+            self._refuse_too_large()
+
+    def _refuse_too_large(self) -> None:
+        self._too_large = True
+        self.set_header("Connection", "close")
+        self.send(self.encode_error(self.too_large_message()), self.too_large_status())
+
+    def data_received(self, chunk: bytes) -> None:
+        if self._too_large or self._finished:
+            return
+        self._size += len(chunk)
+        if self._size > self.deps.max_body_bytes:
+            self._chunks.clear()
+            self._refuse_too_large()
+            return
+        self._chunks.append(chunk)
+
+    @property
+    def body(self) -> bytes:
+        chunks = self._chunks
+        if len(chunks) == 1:
+            return chunks[0]
+        data = b"".join(chunks)
+        self._chunks = [data]
+        return data
+
+
+class InvalidUrlHandler(BaseHandler):
+    """Every URL no route matched: OVMS answers 400 ``Invalid request URL`` for any method."""
+
+    ALLOWED = BaseHandler.SUPPORTED_METHODS
+
+    def prepare(self) -> None:
+        if self.request.method == "OPTIONS" and self.deps.cors is not None:
+            return
+        self.send(self.encode_error("Invalid request URL"), 400)

@@ -1,0 +1,694 @@
+"""ModelManager: which model versions are served, their state machine, reloads and polling.
+
+Created by :mod:`ovserve.server.cli` with a :class:`~ovserve.server.backend.base.Backend`; the
+HTTP handlers call :meth:`ModelManager.use`, :meth:`~ModelManager.metadata`,
+:meth:`~ModelManager.statuses` and :meth:`~ModelManager.reload`; metrics read
+:meth:`~ModelManager.loaded` and :meth:`~ModelManager.in_flight` at scrape time. No HTTP here.
+
+Each (model, version) moves through OVMS's states, and every change is logged as OVMS logs it
+(one line; wrapped here)::
+
+    START -> LOADING -> AVAILABLE -> UNLOADING -> END
+    STATUS CHANGE: Version 1 of model m status change.
+        New status: ( "state": "AVAILABLE", "error_code": "OK" )
+
+A failed load is ``LOADING`` + ``UNKNOWN`` with the real error text in ``error_message``; it is
+retried on the next :meth:`~ModelManager.reload`, and by polling once its folder changes or
+after a back-off (poll interval doubling up to 60 s). While a version is broken, the policy is
+also applied to the remaining versions, so ``latest 1`` keeps serving the newest that works.
+
+Reload and poll rounds (serialized by one lock) do the same: re-read the config file if the
+SHA-256 of its bytes changed, then rescan every model's version folders, and apply
+:func:`ovserve.server.versions.plan`. Decisions documented here:
+
+* a model removed from the config is dropped at once (``statuses`` raises ``ModelNotFound``);
+  its versions go UNLOADING -> END (logged) and close after their in-flight requests; a retired
+  version of a model still configured stays listed as ``END``;
+* a change of ``ModelConfig.load_key()`` reloads every version with zero downtime: the new
+  instance compiles while the old one keeps serving (the status stays ``AVAILABLE``), then they
+  swap; if the new load fails, the version becomes ``LOADING``/``UNKNOWN`` and the old instance
+  retires after its in-flight requests;
+* a model whose base path is missing or has no numeric version folder stays listed with the
+  versions it had (retired, since their folders are gone), :meth:`~ModelManager.model_error`
+  gives the reason and it is logged once; requests get ``VersionNotFound``;
+* statuses list versions newest first; a reload waits (up to 30 s) for retired instances to
+  drain, then leaves the rest draining in the background.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator, Coroutine, Mapping
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import repository, versions
+from .backend.base import Backend, InferTiming, LoadedModel
+from .config import (
+    ConfigError,
+    ModelConfig,
+    ServerConfig,
+    VersionPolicy,
+    config_hash,
+    parse_config,
+    render_config,
+)
+from .errors import ModelNotFound, ModelNotLoadedYet, ModelRetired, VersionNotFound
+from .types import Signature, State, VersionStatus
+
+__all__ = [
+    "CONFIG_FILE_ERROR",
+    "ConfigFileError",
+    "ModelManager",
+    "ReloadReport",
+    "ServedModel",
+    "config_entry",
+]
+
+log = logging.getLogger("ovserve.server.manager")
+
+CONFIG_FILE_ERROR = "Config file not found or cannot open."
+DRAIN_TIMEOUT = 30.0  # seconds a reload or stop() waits for in-flight requests of retiring versions
+MAX_RETRY_BACKOFF = 60.0
+
+
+class ConfigFileError(Exception):
+    """The config file is missing or unreadable; nothing changed."""
+
+    def __init__(self, message: str = CONFIG_FILE_ERROR) -> None:
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class ReloadReport:
+    changed: bool  # True when any version was loaded, reloaded or retired, or a new config applied
+    config_hash: str | None  # sha256 hex of the config bytes now applied
+
+
+class ServedModel:
+    """One loaded instance of a model version, handed out by :meth:`ModelManager.use`."""
+
+    def __init__(self, name: str, version: int, model: LoadedModel, config: ModelConfig) -> None:
+        self.name = name
+        self.version = version
+        self.model = model
+        self.signature: Signature = model.signature
+        self.config = config
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    async def infer(
+        self, inputs: Mapping[str, np.ndarray], timing: InferTiming | None = None
+    ) -> dict[str, np.ndarray]:
+        return await self.model.infer(inputs, timing)
+
+    def _enter(self) -> None:
+        self._in_flight += 1
+        self._idle.clear()
+
+    def _leave(self) -> None:
+        self._in_flight -= 1
+        if self._in_flight == 0:
+            self._idle.set()
+
+    async def _wait_idle(self) -> None:
+        await self._idle.wait()
+
+
+class _Version:
+    """Mutable state of one tracked version (only touched on the event loop)."""
+
+    def __init__(self, number: int) -> None:
+        self.number = number
+        self.state = State.START
+        self.error_code = "OK"
+        self.error_message = "OK"
+        self.instance: ServedModel | None = None  # the instance serving requests
+        self.retiring: set[ServedModel] = set()  # older instances still draining
+        self.config: ModelConfig | None = None  # config of the instance or of the last attempt
+        self.gen = 0  # bumped by every start and retire; stale completions check it
+        self.failures = 0
+        self.retry_at = 0.0
+        self.fingerprint: tuple[tuple[str, int, int], ...] = ()
+
+    @property
+    def failed(self) -> bool:
+        return self.state == State.LOADING and self.error_code == "UNKNOWN"
+
+    @property
+    def live(self) -> bool:
+        return self.state in (State.START, State.LOADING, State.AVAILABLE)
+
+    def status(self) -> VersionStatus:
+        return VersionStatus(self.number, self.state, self.error_code, self.error_message)
+
+
+class _Model:
+    def __init__(self, config: ModelConfig) -> None:
+        self.config = config
+        self.versions: dict[int, _Version] = {}
+        self.error: str | None = None
+        self.pending = True  # until its first scan was applied; requests wait meanwhile
+
+    def plan_states(self) -> dict[int, State]:
+        return {n: State.UNKNOWN if v.failed else v.state for n, v in self.versions.items()}
+
+
+def config_entry(model: ModelConfig) -> dict[str, Any]:
+    """The config.json ``config`` entry equivalent to a ModelConfig (single-model mode hash)."""
+    entry: dict[str, Any] = {"name": model.name, "base_path": model.base_path}
+    optional: dict[str, Any] = {
+        "batch_size": model.batch_size,
+        "shape": model.shape,
+        "layout": model.layout,
+        "nireq": model.nireq or None,
+        "target_device": None if model.target_device == "CPU" else model.target_device,
+        "plugin_config": dict(model.plugin_config) or None,
+        "model_version_policy": None
+        if model.model_version_policy == VersionPolicy()
+        else model.model_version_policy.to_json(),
+        "allow_cache": None if model.allow_cache else False,
+    }
+    entry.update({k: v for k, v in optional.items() if v is not None})
+    return entry
+
+
+def _read_bytes(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _inspect_all(paths: list[str]) -> list[repository.ScanResult]:
+    return [repository.inspect(p) for p in paths]
+
+
+def _close_orphan(fut: asyncio.Future[LoadedModel]) -> None:
+    """A load finished after its waiter was cancelled: release what it built."""
+    if not fut.cancelled() and fut.exception() is None:
+        fut.result().close()
+
+
+class ModelManager:
+    """Serves the models of a config file (or one model given on the command line)."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        config_path: str | None = None,
+        single_model: ModelConfig | None = None,
+        poll_wait_seconds: float = 1.0,
+        load_wait_timeout: float = 10.0,
+        executor: concurrent.futures.Executor | None = None,
+    ) -> None:
+        if (config_path is None) == (single_model is None):
+            raise ValueError("give exactly one of config_path and single_model")
+        self._backend = backend
+        self._config_path = config_path
+        self._single = single_model
+        self._poll_wait = poll_wait_seconds
+        self._load_wait = load_wait_timeout
+        self._executor = executor
+        self._models: dict[str, _Model] = {}
+        self._config = ServerConfig()
+        self._hash: str | None = None
+        self._ready = False
+        self._lock = asyncio.Lock()
+        self._changed = asyncio.Event()  # replaced after every state change; waiters hold the old
+        self._poll_task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()  # drains and poll rounds
+        self._logged_problem: str | None = None  # config problem last logged (once per hash)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
+    @property
+    def config_hash(self) -> str | None:
+        return self._hash
+
+    @property
+    def config(self) -> ServerConfig:
+        return self._config
+
+    async def start(self) -> None:
+        """First load; raises ConfigError/ConfigFileError. Starts polling if enabled."""
+        async with self._lock:
+            if self._single is not None:
+                cfg = ServerConfig(models=(self._single,))
+                digest = config_hash(render_config([config_entry(self._single)]))
+            else:
+                data = await self._read_config()
+                digest = config_hash(data)
+                cfg = parse_config(data, base_dir=os.path.dirname(self._config_path or ""))
+            self._config, self._hash = cfg, digest
+            await self._sync(cfg, poll=False)
+            self._ready = True
+        if self._poll_wait > 0:
+            self._poll_task = asyncio.create_task(self._poll_loop(), name="ovserve-fs-poll")
+
+    async def stop(self) -> None:
+        """Stop polling, retire every version, wait (bounded) for in-flight requests, close."""
+        task, self._poll_task = self._poll_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        acquired = False
+        try:
+            await asyncio.wait_for(self._lock.acquire(), DRAIN_TIMEOUT)
+            acquired = True
+        except TimeoutError:
+            log.warning("A reload was still running after %.0f s; stopping anyway", DRAIN_TIMEOUT)
+        try:
+            self._ready = False
+            for model in self._models.values():
+                for slot in model.versions.values():
+                    if slot.live:
+                        self._retire(model, slot)
+            pending = set(self._tasks)
+            if pending:
+                _, still = await asyncio.wait(pending, timeout=DRAIN_TIMEOUT)
+                if still:
+                    log.warning("Requests still in flight after %.0f s; closing models anyway",
+                                DRAIN_TIMEOUT)
+                    for t in still:
+                        t.cancel()
+                    await asyncio.gather(*still, return_exceptions=True)
+        finally:
+            if acquired:
+                self._lock.release()
+
+    async def reload(self) -> ReloadReport:
+        """Re-read the config file if its hash changed, then rescan every model's versions.
+
+        Raises ConfigFileError or ConfigError (then nothing changed).
+        """
+        async with self._lock:
+            return await self._round(poll=False)
+
+    # ------------------------------------------------------------------ queries
+
+    def model_names(self) -> list[str]:
+        return sorted(self._models)
+
+    def model_error(self, name: str) -> str | None:
+        """Why a model has no version folder to serve (missing base path...), else None."""
+        return self._model(name).error
+
+    def statuses(self, name: str, version: int | None = None) -> list[VersionStatus]:
+        """One version, or (None/0) every tracked version incl. END, newest first."""
+        model = self._model(name)
+        if version:
+            slot = model.versions.get(version)
+            if slot is None:
+                raise VersionNotFound()
+            return [slot.status()]
+        return [model.versions[n].status() for n in sorted(model.versions, reverse=True)]
+
+    def all_statuses(self) -> dict[str, list[VersionStatus]]:
+        return {name: self.statuses(name) for name in sorted(self._models)}
+
+    def metadata(self, name: str, version: int | None = None) -> tuple[int, Signature]:
+        """(version, signature) without waiting: a loading version is ModelNotLoadedYet."""
+        served = self._resolve(name, version)
+        if served is None:
+            raise ModelNotLoadedYet()
+        return served.version, served.signature
+
+    def use(
+        self, name: str, version: int | None = None
+    ) -> AbstractAsyncContextManager[ServedModel]:
+        """Borrow a version for one request (None/0: the highest AVAILABLE one).
+
+        Waits up to ``load_wait_timeout`` for a version in START/LOADING (never for a failed
+        one), then raises ModelNotLoadedYet. The request counts as in flight until the block ends.
+        """
+        return self._use(name, version)
+
+    def loaded(self) -> list[ServedModel]:
+        out: list[ServedModel] = []
+        for name in sorted(self._models):
+            model = self._models[name]
+            for n in sorted(model.versions):
+                slot = model.versions[n]
+                if slot.state == State.AVAILABLE and slot.instance is not None:
+                    out.append(slot.instance)
+        return out
+
+    def in_flight(self, name: str, version: int) -> int:
+        model = self._models.get(name)
+        slot = model.versions.get(version) if model is not None else None
+        if slot is None:
+            return 0
+        instances = [*slot.retiring, *([slot.instance] if slot.instance else [])]
+        return sum(i.in_flight for i in instances)
+
+    def _model(self, name: str) -> _Model:
+        model = self._models.get(name)
+        if model is None:
+            raise ModelNotFound()
+        return model
+
+    def _resolve(self, name: str, version: int | None) -> ServedModel | None:
+        """The instance to serve, None to wait for a load, or a domain error."""
+        model = self._model(name)
+        slots = model.versions
+        if version:
+            slot = slots.get(version)
+            if slot is None:
+                if model.pending:
+                    return None
+                raise VersionNotFound()
+            if slot.state == State.AVAILABLE and slot.instance is not None:
+                return slot.instance
+            if slot.failed:
+                raise ModelNotLoadedYet()
+            if slot.state in (State.START, State.LOADING):
+                return None
+            raise ModelRetired()
+        ready = [s for s in slots.values() if s.state == State.AVAILABLE and s.instance]
+        if ready:
+            return max(ready, key=lambda s: s.number).instance
+        if model.pending or any(s.live and not s.failed for s in slots.values()):
+            return None
+        if any(s.failed for s in slots.values()):
+            raise ModelNotLoadedYet()
+        if slots:
+            raise ModelRetired()
+        raise VersionNotFound()
+
+    @contextlib.asynccontextmanager
+    async def _use(self, name: str, version: int | None) -> AsyncIterator[ServedModel]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._load_wait
+        while True:
+            changed = self._changed
+            served = self._resolve(name, version)
+            if served is not None:
+                break
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise ModelNotLoadedYet()
+            try:
+                await asyncio.wait_for(changed.wait(), remaining)
+            except TimeoutError:
+                raise ModelNotLoadedYet() from None
+        served._enter()
+        try:
+            yield served
+        finally:
+            served._leave()
+
+    # ------------------------------------------------------------------ rounds
+
+    async def _read_config(self) -> bytes:
+        try:
+            return await asyncio.to_thread(_read_bytes, self._config_path or "")
+        except OSError:
+            raise ConfigFileError() from None
+
+    def _log_problem(self, key: str, message: str, *args: object) -> None:
+        if self._logged_problem != key:
+            self._logged_problem = key
+            log.error(message, *args)
+
+    async def _round(self, *, poll: bool) -> ReloadReport:
+        new: ServerConfig | None = None
+        digest: str | None = None
+        if self._config_path is not None:
+            try:
+                data = await self._read_config()
+            except ConfigFileError:
+                self._log_problem("missing", "%s (%s)", CONFIG_FILE_ERROR, self._config_path)
+                if not poll:
+                    raise
+            else:
+                digest = config_hash(data)
+                if digest != self._hash:
+                    try:
+                        new = parse_config(data, base_dir=os.path.dirname(self._config_path))
+                    except ConfigError as exc:
+                        self._log_problem(digest, "Reloading config file failed: %s", exc)
+                        if not poll:
+                            raise
+                else:
+                    self._logged_problem = None
+        changed = False
+        if new is not None:
+            log.info("Applying config %s (sha256 %s)", self._config_path, digest)
+            self._config, self._hash, self._logged_problem = new, digest, None
+            changed = True
+        changed = await self._sync(self._config, poll=poll) or changed
+        return ReloadReport(changed=changed, config_hash=self._hash)
+
+    async def _poll_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._poll_wait)
+            # Shielded: stop() cancels this loop, never a round halfway through its loads.
+            await asyncio.shield(self._spawn(self._poll_once()))
+
+    async def _poll_once(self) -> None:
+        try:
+            async with self._lock:
+                if self._ready:
+                    await self._round(poll=True)
+        except (ConfigFileError, ConfigError):
+            pass  # logged once per distinct problem by _round
+        except Exception:
+            log.exception("File system poll failed; trying again next time")
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _sync(self, cfg: ServerConfig, *, poll: bool) -> bool:
+        """Apply ``cfg`` and the version folders on disk; True when anything changed."""
+        changed = False
+        drains: list[asyncio.Task[None]] = []
+        wanted = {m.name for m in cfg.models}
+        for name in [n for n in self._models if n not in wanted]:
+            removed = self._models.pop(name)
+            log.info("Model %s was removed from the config; unloading it", name)
+            drains += [self._retire(removed, s) for s in removed.versions.values() if s.live]
+            changed = True
+            self._notify()
+        for mc in cfg.models:
+            model = self._models.get(mc.name)
+            if model is None:
+                self._models[mc.name] = model = _Model(mc)
+                changed = True
+            model.config = mc
+        models = list(self._models.values())
+        scans = await asyncio.to_thread(_inspect_all, [m.config.base_path for m in models])
+        results = await asyncio.gather(
+            *(self._sync_model(m, s, poll) for m, s in zip(models, scans, strict=True)),
+            return_exceptions=True,
+        )
+        failures: list[BaseException] = []
+        for result in results:
+            if isinstance(result, BaseException):
+                failures.append(result)
+            else:
+                changed = result[0] or changed
+                drains += result[1]
+        if drains:
+            _, still = await asyncio.wait(drains, timeout=DRAIN_TIMEOUT)
+            if still:
+                log.warning("%d retired instance(s) still have requests in flight; they close "
+                            "when those finish", len(still))
+        if failures:
+            raise failures[0]
+        return changed
+
+    async def _sync_model(
+        self, model: _Model, scan: repository.ScanResult, poll: bool
+    ) -> tuple[bool, list[asyncio.Task[None]]]:
+        if scan.error != model.error:
+            model.error = scan.error
+            if scan.error:
+                log.error("Model %s cannot be served: %s", model.config.name, scan.error)
+        cfg = model.config
+        key = cfg.load_key()
+        policy = cfg.model_version_policy
+        available = scan.versions
+        attempted: set[int] = set()
+        drains: list[asyncio.Task[None]] = []
+        changed = False
+        plan = versions.plan(available, model.plan_states(), policy)
+        for _ in range(len(available) + 1):  # each pass tries at least one version not yet tried
+            starts: list[int] = []
+            for v in plan.start:
+                if v in attempted:
+                    continue
+                attempted.add(v)
+                slot = model.versions.get(v)
+                if poll and slot is not None and slot.failed and not await self._retry_due(
+                    slot, cfg
+                ):
+                    continue
+                starts.append(v)
+            reloads: list[int] = []
+            for v in plan.serve:
+                slot = model.versions.get(v)
+                if (v not in attempted and slot is not None and slot.state == State.AVAILABLE
+                        and slot.instance is not None and slot.instance.config.load_key() != key):
+                    attempted.add(v)
+                    reloads.append(v)
+            if not starts and not reloads:
+                break
+            changed = True
+            outcomes = await asyncio.gather(
+                *(self._start(model, v) for v in starts), *(self._reload(model, v) for v in reloads)
+            )
+            drains += [t for t in outcomes if t is not None]
+            plan = versions.plan(available, model.plan_states(), policy)
+        for v in plan.retire:
+            drains.append(self._retire(model, model.versions[v]))
+            changed = True
+        model.pending = False
+        self._notify()
+        return changed, drains
+
+    async def _retry_due(self, slot: _Version, cfg: ModelConfig) -> bool:
+        """Polling retries a failed version when its config or files changed, or after back-off."""
+        if slot.config is None or slot.config.load_key() != cfg.load_key():
+            return True
+        if asyncio.get_running_loop().time() >= slot.retry_at:
+            return True
+        folder = repository.version_dir(cfg.base_path, slot.number)
+        return await asyncio.to_thread(repository.fingerprint, folder) != slot.fingerprint
+
+    # ------------------------------------------------------------------ per-version transitions
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def _set(self, model: _Model, slot: _Version, state: State, code: str = "OK",
+             message: str = "OK") -> None:
+        slot.state, slot.error_code, slot.error_message = state, code, message
+        log.info('STATUS CHANGE: Version %d of model %s status change. New status: '
+                 '( "state": "%s", "error_code": "%s" )', slot.number, model.config.name,
+                 state.name, code)
+        self._notify()
+
+    async def _load(self, cfg: ModelConfig, version: int) -> LoadedModel:
+        loop = asyncio.get_running_loop()
+        folder = repository.version_dir(cfg.base_path, version)
+        fut = loop.run_in_executor(self._executor, self._backend.load, folder, cfg)
+        try:
+            return await asyncio.shield(fut)
+        except asyncio.CancelledError:
+            fut.add_done_callback(_close_orphan)
+            raise
+
+    async def _attempt(self, model: _Model, slot: _Version, cfg: ModelConfig) -> ServedModel | None:
+        """Load a new instance; on failure mark the version failed. None when failed or stale."""
+        gen = slot.gen
+        slot.config = cfg
+        folder = repository.version_dir(cfg.base_path, slot.number)
+        fingerprint = await asyncio.to_thread(repository.fingerprint, folder)
+        try:
+            loaded = await self._load(cfg, slot.number)
+        except Exception as exc:
+            if slot.gen == gen:
+                text = str(exc) or type(exc).__name__
+                log.error("Error occurred while loading model: %s version: %d; error: %s",
+                          cfg.name, slot.number, text)
+                slot.failures += 1
+                delay = min(max(self._poll_wait, 0.01) * 2 ** (slot.failures - 1),
+                            MAX_RETRY_BACKOFF)
+                slot.retry_at = asyncio.get_running_loop().time() + delay
+                slot.fingerprint = fingerprint
+                slot.instance = None
+                self._set(model, slot, State.LOADING, "UNKNOWN", text)
+            return None
+        served = ServedModel(cfg.name, slot.number, loaded, cfg)
+        if slot.gen != gen or self._models.get(cfg.name) is not model:
+            await self._close(served)  # retired or removed while it loaded
+            return None
+        slot.failures = 0
+        return served
+
+    async def _start(self, model: _Model, number: int) -> asyncio.Task[None] | None:
+        slot = model.versions.get(number)
+        if slot is None:
+            slot = model.versions[number] = _Version(number)
+            self._set(model, slot, State.START)
+        elif not slot.failed:
+            self._set(model, slot, State.START)
+        slot.gen += 1
+        self._set(model, slot, State.LOADING)
+        served = await self._attempt(model, slot, model.config)
+        if served is not None:
+            slot.instance = served
+            self._set(model, slot, State.AVAILABLE)
+        return None
+
+    async def _reload(self, model: _Model, number: int) -> asyncio.Task[None] | None:
+        """Zero-downtime reload: the old instance serves until the new one is ready."""
+        slot = model.versions[number]
+        old, gen = slot.instance, slot.gen
+        log.info("Reloading version %d of model %s: its config changed", number, model.config.name)
+        served = await self._attempt(model, slot, model.config)
+        if slot.gen != gen or old is None:
+            return None  # retired meanwhile: that retirement drains the old instance
+        if served is not None:
+            slot.instance = served
+            log.info("Version %d of model %s reloaded; the previous instance closes after its "
+                     "in-flight requests", number, model.config.name)
+            self._notify()
+        return self._drain(slot, old)  # on failure _attempt already detached it
+
+    def _retire(self, model: _Model, slot: _Version) -> asyncio.Task[None]:
+        slot.gen += 1
+        gen = slot.gen
+        old, slot.instance = slot.instance, None
+        self._set(model, slot, State.UNLOADING)
+
+        async def finish() -> None:
+            if old is not None:
+                await self._close_when_idle(slot, old)
+            if slot.gen == gen:
+                self._set(model, slot, State.END)
+
+        if old is not None:
+            slot.retiring.add(old)
+        return self._spawn(finish())
+
+    def _drain(self, slot: _Version, old: ServedModel) -> asyncio.Task[None]:
+        slot.retiring.add(old)
+        return self._spawn(self._close_when_idle(slot, old))
+
+    async def _close_when_idle(self, slot: _Version, old: ServedModel) -> None:
+        try:
+            await old._wait_idle()
+        except asyncio.CancelledError:  # stop() gave up waiting: close anyway
+            slot.retiring.discard(old)
+            old.model.close()
+            raise
+        slot.retiring.discard(old)
+        await self._close(old)
+
+    async def _close(self, served: ServedModel) -> None:
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._executor, served.model.close)
+        except Exception:
+            log.exception("Closing version %d of model %s failed", served.version, served.name)

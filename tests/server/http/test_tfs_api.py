@@ -1,0 +1,221 @@
+"""TF-Serving v1 REST over real HTTP against a real server and real OpenVINO models."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+
+import numpy as np
+import pytest
+import requests
+from PIL import Image
+
+from ovtest_server import ServerProcess
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def post(http: requests.Session, server: ServerProcess, path: str, body: object) -> requests.Response:
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return http.post(server.url + path, data=data, timeout=30)
+
+
+# ----------------------------------------------------------------- status and metadata
+
+
+def test_status_body_is_byte_exact(http: requests.Session, server: ServerProcess) -> None:
+    r = http.get(f"{server.url}/v1/models/add", timeout=10)
+    assert r.status_code == 200
+    assert r.headers["Content-Type"] == "application/json"
+    assert r.text == (
+        '{\n "model_version_status": [\n  {\n   "version": "1",\n   "state": "AVAILABLE",\n'
+        '   "status": {\n    "error_code": "OK",\n    "error_message": "OK"\n   }\n  }\n ]\n}\n'
+    )
+
+
+def test_status_lists_every_version(http: requests.Session, server: ServerProcess) -> None:
+    body = http.get(f"{server.url}/v1/models/versioned", timeout=10).json()
+    versions = {s["version"]: s["state"] for s in body["model_version_status"]}
+    assert versions == {"1": "AVAILABLE", "2": "AVAILABLE"}
+    one = http.get(f"{server.url}/v1/models/versioned/versions/1", timeout=10).json()
+    assert [s["version"] for s in one["model_version_status"]] == ["1"]
+
+
+def test_metadata_shows_signature(http: requests.Session, server: ServerProcess) -> None:
+    body = http.get(f"{server.url}/v1/models/add/metadata", timeout=10).json()
+    assert body["modelSpec"] == {"name": "add", "signatureName": "", "version": "1"}
+    sig = body["metadata"]["signature_def"]["signatureDef"]["serving_default"]
+    a = sig["inputs"]["a"]
+    assert a["dtype"] == "DT_FLOAT"
+    assert [d["size"] for d in a["tensorShape"]["dim"]] == ["-1", "2", "2"]
+    assert set(sig["outputs"]) == {"sum"}
+    ints = http.get(f"{server.url}/v1/models/int32/metadata", timeout=10).json()
+    spec = ints["metadata"]["signature_def"]["signatureDef"]["serving_default"]
+    assert spec["inputs"]["x"]["dtype"] == "DT_INT32"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "error"),
+    [
+        ("GET", "/v1/models/nope", 404, "Model with requested name is not found"),
+        ("GET", "/v1/models/add/versions/7", 404, "Model with requested version is not found"),
+        ("GET", "/v1/models/add/versions/99999999999999999999", 404, "Model with requested version is not found"),
+        ("GET", "/v1/models/add/versions/x", 400, "Invalid request URL"),
+        ("GET", "/v1/models/nope/metadata", 404, "Model with requested name is not found"),
+        ("GET", "/v1/nothing", 400, "Invalid request URL"),
+        ("GET", "/", 400, "Invalid request URL"),
+        ("PUT", "/v1/models/add", 406, "Unsupported method"),
+        ("DELETE", "/v1/models/add:predict", 406, "Unsupported method"),
+        ("GET", "/v1/models/add:predict", 406, "Unsupported method"),
+        ("POST", "/v1/models/add", 406, "Unsupported method"),
+        ("POST", "/v1/models/add:classify", 404, "Requested REST resource not found"),
+        ("POST", "/v1/models/add:regress", 404, "Requested REST resource not found"),
+        ("GET", "/v1/models/a..b", 400, "The provided base path is invalid or doesn't exists"),
+    ],
+    ids=lambda v: str(v)[:40],
+)
+def test_url_and_method_errors(
+    http: requests.Session, server: ServerProcess, method: str, path: str, status: int, error: str
+) -> None:
+    r = http.request(method, server.url + path, data=b"{}" if method != "GET" else None, timeout=10)
+    assert r.status_code == status, r.text
+    assert r.json() == {"error": error}
+
+
+def test_label_is_accepted_and_ignored(http: requests.Session, server: ServerProcess) -> None:
+    r = http.get(f"{server.url}/v1/models/add/labels/stable", timeout=10)
+    assert r.status_code == 200
+    assert r.json()["model_version_status"][0]["version"] == "1"
+
+
+# ----------------------------------------------------------------- predict
+
+
+def test_predict_column_format(http: requests.Session, server: ServerProcess) -> None:
+    a = np.arange(16, dtype=np.float32).reshape(4, 2, 2)
+    b = np.full((4, 2, 2), 0.5, dtype=np.float32)
+    r = post(http, server, "/v1/models/add:predict", {"inputs": {"a": a.tolist(), "b": b.tolist()}})
+    assert r.status_code == 200, r.text
+    assert np.array_equal(np.array(r.json()["outputs"], dtype=np.float32), a + b)
+
+
+def test_predict_row_format_named(http: requests.Session, server: ServerProcess) -> None:
+    instances = [{"a": [[1, 2], [3, 4]], "b": [[10, 20], [30, 40]]}, {"a": [[0, 0], [0, 1]], "b": [[0, 0], [0, 1]]}]
+    r = post(http, server, "/v1/models/add:predict", {"instances": instances})
+    assert r.status_code == 200, r.text
+    assert r.json() == {"predictions": [[[11.0, 22.0], [33.0, 44.0]], [[0.0, 0.0], [0.0, 2.0]]]}
+
+
+def test_predict_row_unnamed_single_input(http: requests.Session, server: ServerProcess) -> None:
+    r = post(http, server, "/v1/models/multi:predict", {"instances": [[1, 2, 3, 4], [0.5, 0, 0, 0]]})
+    assert r.status_code == 200, r.text
+    assert r.json() == {
+        "predictions": [
+            {"double": [2.0, 4.0, 6.0, 8.0], "total": 10.0},
+            {"double": [1.0, 0.0, 0.0, 0.0], "total": 0.5},
+        ]
+    }
+
+
+def test_predict_multi_output_column(http: requests.Session, server: ServerProcess) -> None:
+    r = post(http, server, "/v1/models/multi:predict", {"inputs": {"x": [[1, 2, 3, 4]]}})
+    assert r.status_code == 200, r.text
+    assert r.json() == {"outputs": {"double": [[2.0, 4.0, 6.0, 8.0]], "total": [10.0]}}
+
+
+def test_predict_int32_and_fp16(http: requests.Session, server: ServerProcess) -> None:
+    r = post(http, server, "/v1/models/int32:predict", {"inputs": {"x": [[1, 2, 3]]}})
+    assert r.json() == {"outputs": [[3, 6, 9]]}
+    r = post(http, server, "/v1/models/fp16:predict", {"inputs": {"x": [[0.5, 1.5, -2]]}})
+    assert r.status_code == 200, r.text
+    assert r.json() == {"outputs": [[1.0, 3.0, -4.0]]}
+
+
+def test_predict_specific_versions(http: requests.Session, server: ServerProcess) -> None:
+    body = {"inputs": {"a": [[[0, 0], [0, 0]]], "b": [[[0, 0], [0, 1]]]}}
+    default = post(http, server, "/v1/models/versioned:predict", body).json()["outputs"]
+    v1 = post(http, server, "/v1/models/versioned/versions/1:predict", body).json()["outputs"]
+    assert default == [[[200.0, 200.0], [200.0, 201.0]]]
+    assert v1 == [[[100.0, 100.0], [100.0, 101.0]]]
+
+
+def test_predict_floats_round_trip_shortest(http: requests.Session, server: ServerProcess) -> None:
+    r = post(http, server, "/v1/models/fixed:predict", {"inputs": {"x": [[0.1, 1e-7, 3]]}})
+    assert r.status_code == 200, r.text
+    text = r.text.replace(" ", "")
+    assert "0.1," in text and "3.0" in text
+    assert np.array_equal(np.array(r.json()["outputs"], dtype=np.float32), np.array([[0.1, 1e-7, 3]], dtype=np.float32))
+
+
+def _png(width: int, height: int, color: tuple[int, int, int]) -> str:
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), color).save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def test_predict_b64_images_are_decoded_and_resized(http: requests.Session, server: ServerProcess) -> None:
+    img = _png(12, 8, (10, 20, 30))  # model wants 4x6; decoded as BGR like OVMS (OpenCV)
+    r = post(http, server, "/v1/models/image:predict", {"instances": [{"image": {"b64": img}}]})
+    assert r.status_code == 200, r.text
+    (mean,) = r.json()["predictions"]
+    assert mean == pytest.approx([30.0, 20.0, 10.0])
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "error"),
+    [
+        ("/v1/models/add:predict", b"{not json", 412, "The file is not valid json"),
+        ("/v1/models/add:predict", b"[1]", 400, "Request body should be JSON object"),
+        ("/v1/models/add:predict", {"instances": [], "inputs": {}}, 400, "Invalid JSON structure. Could not detect row or column format"),
+        ("/v1/models/add:predict", {"signature_name": "x"}, 400, "Invalid JSON structure. Could not detect row or column format"),
+        ("/v1/models/add:predict", {"inputs": {"a": [[[1, 2], [3, 4]]], "c": [[[1, 2], [3, 4]]]}}, 400, "Missing input with specific name - Required input: b"),
+        ("/v1/models/add:predict", {"inputs": {"a": [[[1, 2], [3]]], "b": [[[1, 2], [3, 4]]]}}, 400, "Could not parse input content. Not valid ndarray detected"),
+        ("/v1/models/add:predict", {"inputs": {"a": [[1, 2, 3]], "b": [[1, 2, 3]]}}, 400, "Invalid number of shape dimensions - Expected: (-1,2,2); Actual: (1,3); input name: a"),
+        ("/v1/models/add:predict", {"instances": "x"}, 400, "Invalid JSON structure. Nonamed instance is not an array."),
+        ("/v1/models/add:predict", {"instances": [{"a": [[1, 2], [3, 4]]}, 5]}, 400, "Invalid JSON structure. One of named instances is not a JSON object."),
+        ("/v1/models/add:predict", {"instances": [[1, 2]]}, 400, "Inputs inside buffer does not match expected format."),
+        ("/v1/models/fixed:predict", {"inputs": {"x": [[1, 2, 3], [4, 5, 6]]}}, 400, "Invalid input batch size - Expected: 1; Actual: 2; input name: x"),
+        ("/v1/models/fixed:predict", {"inputs": {"x": [[1, 2]]}}, 400, "Invalid input shape - Expected: (1,3); Actual: (1,2); input name: x"),
+        ("/v1/models/fixed:predict", {"inputs": {"x": [[True, False, True]]}}, 400, "Could not parse input content. Not valid ndarray detected"),
+        ("/v1/models/image:predict", {"instances": [{"image": {"b64": "!!!"}}]}, 400, ""),
+        ("/v1/models/image:predict", {"instances": [{"image": {"b64": base64.b64encode(b"not an image").decode()}}]}, 400, "Image parsing failed"),
+        ("/v1/models/nope:predict", {"inputs": {"x": [1]}}, 404, "Model with requested name is not found"),
+        ("/v1/models/add/versions/3:predict", {"inputs": {"x": [1]}}, 404, "Model with requested version is not found"),
+    ],
+    ids=lambda v: str(v)[:50],
+)
+def test_predict_errors(
+    http: requests.Session, server: ServerProcess, path: str, body: object, status: int, error: str
+) -> None:
+    r = post(http, server, path, body)
+    assert r.status_code == status, r.text
+    assert set(r.json()) == {"error"}
+    assert r.json()["error"].startswith(error), r.json()["error"]
+
+
+def test_deeply_nested_body_is_refused_not_crashing(http: requests.Session, server: ServerProcess) -> None:
+    body = b'{"inputs": {"x": ' + b"[" * 5000 + b"1" + b"]" * 5000 + b"}}"
+    r = post(http, server, "/v1/models/fixed:predict", body)
+    assert r.status_code in (400, 412)
+    assert http.get(f"{server.url}/v1/models/fixed", timeout=10).status_code == 200
+
+
+# ----------------------------------------------------------------- config endpoints
+
+
+def test_config_status_and_hash_header(http: requests.Session, server: ServerProcess) -> None:
+    r = http.get(f"{server.url}/v1/config", timeout=10)
+    assert r.status_code == 200
+    body = r.json()
+    assert set(body) == {"add", "multi", "int32", "fp16", "fixed", "image", "versioned"}
+    assert body["add"]["model_version_status"][0]["state"] == "AVAILABLE"
+    digest = r.headers["X-Ovserve-Config-Hash"]
+    assert len(digest) == 64
+
+
+def test_reload_without_change_answers_200(http: requests.Session, server: ServerProcess) -> None:
+    r = http.post(f"{server.url}/v1/config/reload", timeout=60)
+    assert r.status_code == 200, r.text
+    assert r.json()["add"]["model_version_status"][0]["state"] == "AVAILABLE"
+    assert r.headers["X-Ovserve-Config-Hash"] == http.get(f"{server.url}/v1/config", timeout=10).headers["X-Ovserve-Config-Hash"]
