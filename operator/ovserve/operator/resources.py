@@ -1,0 +1,486 @@
+"""Typed, validated views of InferenceServer and InferenceModel objects.
+
+The kopf handlers (through :mod:`ovserve.operator.reconcile`) decode every object they read
+with :meth:`ServerSpec.from_body` and :meth:`ModelSpec.from_body`; :mod:`ovserve.operator.render`
+and :mod:`ovserve.operator.status` only ever see these dataclasses. Decoding applies the CRD's
+defaults again (an API server without schema defaulting, or an object stored before a default
+was added, still decodes the same way) and checks what an OpenAPI schema cannot express, such
+as ``..`` in a path or a model entry that ``ovserve.server.config`` would refuse. Those checks
+raise :class:`SpecError`, which the handlers turn into ``kopf.PermanentError`` and a status
+message.
+
+An InferenceModel (``crds/inferencemodel.yaml``)::
+
+    apiVersion: ovserve.io/v1alpha1
+    kind: InferenceModel
+    metadata: {name: resnet, namespace: ml}
+    spec:
+      server: default            # InferenceServer in the same namespace
+      modelName: resnet50        # default: metadata.name
+      basePath: resnet50         # inside the server's storage; default: the model name
+      targetDevice: GPU
+      versionPolicy: {latest: {numVersions: 2}}
+      batchSize: 1               # or "auto"
+      shape: "(1,3,224,224)"     # or inputShapes: {input: "(1,3,-1,-1)"}
+      layout: "NHWC:NCHW"        # or inputLayouts: {input: "NHWC:NCHW"}
+      nireq: 4
+      pluginConfig: {PERFORMANCE_HINT: LATENCY}
+
+becomes the OVMS config entry (:meth:`ModelSpec.config_entry`, storage mounted at ``/models``)::
+
+    {"name": "resnet50", "base_path": "/models/resnet50", "target_device": "GPU",
+     "model_version_policy": {"latest": {"num_versions": 2}}, "batch_size": 1,
+     "shape": "(1,3,224,224)", "layout": "NHWC:NCHW", "nireq": 4,
+     "plugin_config": {"PERFORMANCE_HINT": "LATENCY"}}
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ovserve.server.config import ConfigError, VersionPolicy, parse_config, render_config
+
+GROUP = "ovserve.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+SERVER_KIND = "InferenceServer"
+SERVER_PLURAL = "inferenceservers"
+MODEL_KIND = "InferenceModel"
+MODEL_PLURAL = "inferencemodels"
+
+DEFAULT_SERVER = "default"
+DEFAULT_IMAGE = "ovserve-server:0.1.0"
+DEFAULT_GPU_RESOURCE = "gpu.intel.com/i915"
+DEFAULT_MOUNT_PATH = "/models"
+DEFAULT_REST_PORT = 8081
+LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "WARNING", "ERROR")
+SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer")
+PULL_POLICIES = ("Always", "IfNotPresent", "Never")
+
+_DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+_RESOURCE_NAME = re.compile(
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*)/"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+)
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_BASE_PATH = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_./-]*$")
+
+
+class SpecError(ValueError):
+    """A spec the operator cannot serve; ``str(err)`` names the field, e.g. ``spec.basePath: …``."""
+
+
+# ---------------------------------------------------------------- small typed readers
+
+
+def _obj(value: Any, path: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise SpecError(f"{path}: expected an object, got {type(value).__name__}")
+    return dict(value)
+
+
+def _str(value: Any, path: str, default: str | None = None) -> str | None:
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        raise SpecError(f"{path}: expected a string, got {value!r}")
+    return value
+
+
+def _req_str(value: Any, path: str, default: str) -> str:
+    text = _str(value, path, default)
+    assert text is not None
+    return text
+
+
+def _int(value: Any, path: str, default: int, lo: int, hi: int) -> int:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SpecError(f"{path}: expected an integer, got {value!r}")
+    if not lo <= value <= hi:
+        raise SpecError(f"{path}: {value} is outside {lo}..{hi}")
+    return value
+
+
+def _bool(value: Any, path: str, default: bool) -> bool:
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise SpecError(f"{path}: expected a boolean, got {value!r}")
+    return value
+
+
+def _str_map(value: Any, path: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, item in _obj(value, path).items():
+        if not isinstance(item, str):
+            raise SpecError(f"{path}.{key}: expected a string, got {item!r}")
+        out[str(key)] = item
+    return out
+
+
+def _enum(value: str, path: str, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise SpecError(f"{path}: {value!r} is not one of {', '.join(allowed)}")
+    return value
+
+
+def _match(value: str, path: str, pattern: re.Pattern[str], what: str) -> str:
+    if not pattern.match(value):
+        raise SpecError(f"{path}: {value!r} is not {what}")
+    return value
+
+
+def _meta(body: Mapping[str, Any]) -> tuple[str, str, str, int | None, bool]:
+    meta = _obj(body.get("metadata"), "metadata")
+    name = _req_str(meta.get("name"), "metadata.name", "")
+    namespace = _req_str(meta.get("namespace"), "metadata.namespace", "default")
+    uid = _req_str(meta.get("uid"), "metadata.uid", "")
+    generation = meta.get("generation")
+    deleting = bool(meta.get("deletionTimestamp"))
+    return name, namespace, uid, generation if isinstance(generation, int) else None, deleting
+
+
+# ---------------------------------------------------------------- InferenceServer
+
+
+@dataclass(frozen=True)
+class Storage:
+    """The model repository volume: exactly one of a PVC or a hostPath, mounted read-only."""
+
+    claim_name: str | None = None
+    host_path: str | None = None
+    host_path_type: str = "Directory"
+    sub_path: str | None = None
+    mount_path: str = DEFAULT_MOUNT_PATH
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """A decoded InferenceServer: the pool of server pods and how they are run."""
+
+    name: str
+    namespace: str
+    uid: str = ""
+    generation: int | None = None
+    deleting: bool = False
+    replicas: int = 1
+    image: str = DEFAULT_IMAGE
+    image_pull_policy: str = "IfNotPresent"
+    image_pull_secrets: tuple[str, ...] = ()
+    requests: dict[str, str | int] = field(default_factory=dict)
+    limits: dict[str, str | int] = field(default_factory=dict)
+    gpu_count: int = 0
+    gpu_resource: str = DEFAULT_GPU_RESOURCE
+    node_selector: dict[str, str] = field(default_factory=dict)
+    tolerations: tuple[dict[str, Any], ...] = ()
+    affinity: dict[str, Any] | None = None
+    storage: Storage | None = None
+    rest_port: int = DEFAULT_REST_PORT
+    service_type: str = "ClusterIP"
+    metrics_enabled: bool = True
+    metrics_list: tuple[str, ...] = ()
+    tls_secret: str | None = None
+    log_level: str = "INFO"
+    poll_seconds: int = 1
+    service_account: str | None = None
+    pod_annotations: dict[str, str] = field(default_factory=dict)
+    pod_labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def mount_path(self) -> str:
+        return self.storage.mount_path if self.storage else DEFAULT_MOUNT_PATH
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls_secret else "http"
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> ServerSpec:
+        """Decode an InferenceServer object (as read from the API); raises :class:`SpecError`."""
+        name, namespace, uid, generation, deleting = _meta(body)
+        spec = _obj(body.get("spec"), "spec")
+        resources = _obj(spec.get("resources"), "spec.resources")
+        gpu = _obj(spec.get("gpu"), "spec.gpu")
+        metrics = _obj(spec.get("metrics"), "spec.metrics")
+        tls = _obj(spec.get("tls"), "spec.tls")
+        gpu_resource = _req_str(gpu.get("resourceName"), "spec.gpu.resourceName",
+                                DEFAULT_GPU_RESOURCE)
+        _match(gpu_resource, "spec.gpu.resourceName", _RESOURCE_NAME,
+               "an extended resource name like gpu.intel.com/i915 or nvidia.com/gpu")
+        limits = _quantities(resources.get("limits"), "spec.resources.limits")
+        gpu_count = _int(gpu.get("count"), "spec.gpu.count", 0, 0, 64)
+        if gpu_count and gpu_resource in limits:
+            raise SpecError(
+                f"spec.resources.limits.{gpu_resource}: GPUs are requested with spec.gpu; "
+                "do not repeat them in spec.resources"
+            )
+        tolerations = spec.get("tolerations") or []
+        if not isinstance(tolerations, list) or not all(
+                isinstance(t, Mapping) for t in tolerations):
+            raise SpecError("spec.tolerations: expected an array of objects")
+        affinity = spec.get("affinity")
+        secrets = spec.get("imagePullSecrets") or []
+        if not isinstance(secrets, list):
+            raise SpecError("spec.imagePullSecrets: expected an array of {name: ...}")
+        tls_secret = _str(tls.get("secretName"), "spec.tls.secretName") if tls else None
+        if tls and not tls_secret:
+            raise SpecError("spec.tls.secretName: required when spec.tls is given")
+        sa = _str(spec.get("serviceAccountName"), "spec.serviceAccountName")
+        for value, where in ((tls_secret, "spec.tls.secretName"), (sa, "spec.serviceAccountName")):
+            if value is not None:
+                _match(value, where, _DNS_SUBDOMAIN, "a valid object name")
+        if not _DNS_LABEL.match(name) or len(name) > 56:
+            raise SpecError(
+                f"metadata.name: {name!r} must be a DNS label of at most 56 characters "
+                "(it names the Service and the <name>-config ConfigMap)"
+            )
+        return cls(
+            name=name,
+            namespace=namespace,
+            uid=uid,
+            generation=generation,
+            deleting=deleting,
+            replicas=_int(spec.get("replicas"), "spec.replicas", 1, 0, 1000),
+            image=_req_str(spec.get("image"), "spec.image", DEFAULT_IMAGE) or DEFAULT_IMAGE,
+            image_pull_policy=_enum(
+                _req_str(spec.get("imagePullPolicy"), "spec.imagePullPolicy", "IfNotPresent"),
+                "spec.imagePullPolicy", PULL_POLICIES,
+            ),
+            image_pull_secrets=tuple(
+                _req_str(_obj(s, f"spec.imagePullSecrets[{i}]").get("name"),
+                         f"spec.imagePullSecrets[{i}].name", "")
+                for i, s in enumerate(secrets)
+            ),
+            requests=_quantities(resources.get("requests"), "spec.resources.requests"),
+            limits=limits,
+            gpu_count=gpu_count,
+            gpu_resource=gpu_resource,
+            node_selector=_str_map(spec.get("nodeSelector"), "spec.nodeSelector"),
+            tolerations=tuple(dict(t) for t in tolerations),
+            affinity=_obj(affinity, "spec.affinity") or None,
+            storage=_storage(spec.get("storage")),
+            rest_port=_int(spec.get("restPort"), "spec.restPort", DEFAULT_REST_PORT, 1024, 65535),
+            service_type=_enum(
+                _req_str(spec.get("serviceType"), "spec.serviceType", "ClusterIP"),
+                "spec.serviceType", SERVICE_TYPES,
+            ),
+            metrics_enabled=_bool(metrics.get("enabled"), "spec.metrics.enabled", True),
+            metrics_list=tuple(_str_list(metrics.get("metricsList"), "spec.metrics.metricsList")),
+            tls_secret=tls_secret,
+            log_level=_enum(
+                _req_str(spec.get("logLevel"), "spec.logLevel", "INFO"), "spec.logLevel", LOG_LEVELS
+            ),
+            poll_seconds=_int(spec.get("fileSystemPollWaitSeconds"),
+                              "spec.fileSystemPollWaitSeconds", 1, 0, 3600),
+            service_account=sa,
+            pod_annotations=_str_map(spec.get("podAnnotations"), "spec.podAnnotations"),
+            pod_labels=_str_map(spec.get("podLabels"), "spec.podLabels"),
+        )
+
+
+def _quantities(value: Any, path: str) -> dict[str, str | int]:
+    out: dict[str, str | int] = {}
+    for key, item in _obj(value, path).items():
+        if isinstance(item, bool) or not isinstance(item, str | int):
+            raise SpecError(f"{path}.{key}: expected a quantity like 500m or 2Gi, got {item!r}")
+        out[str(key)] = item
+    return out
+
+
+def _str_list(value: Any, path: str) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise SpecError(f"{path}: expected an array of strings")
+    return list(value)
+
+
+def _storage(value: Any) -> Storage | None:
+    if value is None:
+        return None
+    spec = _obj(value, "spec.storage")
+    pvc = _obj(spec.get("persistentVolumeClaim"), "spec.storage.persistentVolumeClaim")
+    host = _obj(spec.get("hostPath"), "spec.storage.hostPath")
+    if bool(pvc) == bool(host):
+        raise SpecError("spec.storage: give exactly one of persistentVolumeClaim and hostPath")
+    sub_path = _str(spec.get("subPath"), "spec.storage.subPath")
+    if sub_path is not None and (sub_path.startswith("/") or ".." in sub_path.split("/")):
+        raise SpecError(f"spec.storage.subPath: {sub_path!r} must be a relative path without '..'")
+    mount_path = _req_str(spec.get("mountPath"), "spec.storage.mountPath", DEFAULT_MOUNT_PATH)
+    if not mount_path.startswith("/") or ".." in mount_path.split("/"):
+        raise SpecError(f"spec.storage.mountPath: {mount_path!r} must be an absolute path")
+    if mount_path.rstrip("/") in ("", "/config", "/tmp", "/tls"):
+        raise SpecError(f"spec.storage.mountPath: {mount_path!r} is used by the server itself")
+    if pvc:
+        claim = _req_str(pvc.get("claimName"), "spec.storage.persistentVolumeClaim.claimName", "")
+        _match(claim, "spec.storage.persistentVolumeClaim.claimName", _DNS_SUBDOMAIN,
+               "a valid claim name")
+        return Storage(claim_name=claim, sub_path=sub_path, mount_path=mount_path)
+    path = _req_str(host.get("path"), "spec.storage.hostPath.path", "")
+    if not path.startswith("/"):
+        raise SpecError(f"spec.storage.hostPath.path: {path!r} must be an absolute path")
+    kind = _req_str(host.get("type"), "spec.storage.hostPath.type", "Directory")
+    _enum(kind, "spec.storage.hostPath.type", ("", "Directory", "DirectoryOrCreate"))
+    return Storage(host_path=path, host_path_type=kind, sub_path=sub_path, mount_path=mount_path)
+
+
+# ---------------------------------------------------------------- InferenceModel
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A decoded InferenceModel: one entry of its server's config.json."""
+
+    name: str  # the object's name
+    namespace: str
+    server: str
+    model_name: str
+    base_path: str  # relative to the server's storage mount
+    uid: str = ""
+    generation: int | None = None
+    deleting: bool = False
+    created: str = ""  # metadata.creationTimestamp, to order models that clash
+    target_device: str = "CPU"
+    version_policy: VersionPolicy = field(default_factory=VersionPolicy)
+    batch_size: int | str | None = None
+    shape: str | dict[str, str] | None = None
+    layout: str | dict[str, str] | None = None
+    nireq: int | None = None
+    plugin_config: dict[str, str | int] = field(default_factory=dict)
+
+    def config_entry(self, mount_path: str) -> dict[str, Any]:
+        """The OVMS ``config`` dict of this model; ``base_path`` is absolute inside the pod."""
+        entry: dict[str, Any] = {
+            "name": self.model_name,
+            "base_path": posixpath.join(mount_path, self.base_path),
+            "target_device": self.target_device,
+            "model_version_policy": self.version_policy.to_json(),
+        }
+        if self.batch_size is not None:
+            entry["batch_size"] = self.batch_size
+        if self.shape is not None:
+            entry["shape"] = self.shape
+        if self.layout is not None:
+            entry["layout"] = self.layout
+        if self.nireq is not None:
+            entry["nireq"] = self.nireq
+        if self.plugin_config:
+            entry["plugin_config"] = dict(self.plugin_config)
+        return entry
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> ModelSpec:
+        """Decode an InferenceModel object; raises :class:`SpecError` naming the field."""
+        name, namespace, uid, generation, deleting = _meta(body)
+        meta = _obj(body.get("metadata"), "metadata")
+        spec = _obj(body.get("spec"), "spec")
+        server = _req_str(spec.get("server"), "spec.server", DEFAULT_SERVER) or DEFAULT_SERVER
+        _match(server, "spec.server", _DNS_LABEL, "an InferenceServer name")
+        model_name = _req_str(spec.get("modelName"), "spec.modelName", name) or name
+        _match(model_name, "spec.modelName", _MODEL_NAME, "a model name (letters, digits, _ . -)")
+        if ".." in model_name:
+            raise SpecError(f"spec.modelName: {model_name!r} must not contain '..'")
+        base_path = _req_str(spec.get("basePath"), "spec.basePath", model_name) or model_name
+        _match(base_path, "spec.basePath", _BASE_PATH, "a relative path inside the storage")
+        if ".." in base_path.split("/"):
+            raise SpecError(f"spec.basePath: {base_path!r} must stay inside the server's storage "
+                            "(no '..')")
+        shape = _one_of(spec, "shape", "inputShapes")
+        layout = _one_of(spec, "layout", "inputLayouts")
+        batch = spec.get("batchSize")
+        if batch is not None and not (batch == "auto" or (isinstance(batch, int)
+                                                           and not isinstance(batch, bool))):
+            if isinstance(batch, str) and batch.isdigit():
+                batch = int(batch)
+            else:
+                raise SpecError(f"spec.batchSize: expected an integer or \"auto\", got {batch!r}")
+        plugin: dict[str, str | int] = {}
+        for key, value in _obj(spec.get("pluginConfig"), "spec.pluginConfig").items():
+            if isinstance(value, bool) or not isinstance(value, str | int):
+                raise SpecError(f"spec.pluginConfig.{key}: expected a string or integer")
+            plugin[str(key)] = value
+        model = cls(
+            name=name,
+            namespace=namespace,
+            server=server,
+            model_name=model_name,
+            base_path=base_path.rstrip("/") or base_path,
+            uid=uid,
+            generation=generation,
+            deleting=deleting,
+            created=str(meta.get("creationTimestamp") or ""),
+            target_device=_req_str(spec.get("targetDevice"), "spec.targetDevice", "CPU") or "CPU",
+            version_policy=_policy(spec.get("versionPolicy")),
+            batch_size=batch,
+            shape=shape,
+            layout=layout,
+            nireq=None if spec.get("nireq") is None
+            else _int(spec.get("nireq"), "spec.nireq", 0, 0, 100_000),
+            plugin_config=plugin,
+        )
+        model.check()
+        return model
+
+    def check(self) -> None:
+        """Validate the config entry exactly as the server will; raises :class:`SpecError`."""
+        try:
+            parse_config(render_config([self.config_entry(DEFAULT_MOUNT_PATH)]), base_dir="/")
+        except ConfigError as exc:
+            raise SpecError(_camel_error(str(exc))) from None
+
+
+def _one_of(spec: Mapping[str, Any], single: str, per_input: str) -> str | dict[str, str] | None:
+    if spec.get(single) is not None and spec.get(per_input) is not None:
+        raise SpecError(f"spec.{single}: give either {single} or {per_input}, not both")
+    if spec.get(per_input) is not None:
+        return _str_map(spec.get(per_input), f"spec.{per_input}") or None
+    return _str(spec.get(single), f"spec.{single}")
+
+
+def _policy(value: Any) -> VersionPolicy:
+    if value is None:
+        return VersionPolicy()
+    spec = _obj(value, "spec.versionPolicy")
+    if len(spec) != 1 or next(iter(spec)) not in ("all", "latest", "specific"):
+        raise SpecError("spec.versionPolicy: give exactly one of all, latest, specific")
+    (kind, body), = spec.items()
+    body = _obj(body, f"spec.versionPolicy.{kind}")
+    if kind == "all":
+        return VersionPolicy("all")
+    if kind == "latest":
+        n = _int(body.get("numVersions"), "spec.versionPolicy.latest.numVersions", 1, 1, 1000)
+        return VersionPolicy("latest", num_versions=n)
+    versions = body.get("versions")
+    if (not isinstance(versions, list) or not versions
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1
+                       for v in versions)):
+        raise SpecError("spec.versionPolicy.specific.versions: expected a non-empty array of "
+                        "version numbers >= 1")
+    return VersionPolicy("specific", versions=tuple(sorted(set(versions))))
+
+
+_CONFIG_TO_SPEC = {
+    "batch_size": "batchSize",
+    "target_device": "targetDevice",
+    "plugin_config": "pluginConfig",
+    "model_version_policy": "versionPolicy",
+    "base_path": "basePath",
+    "name": "modelName",
+}
+
+
+def _camel_error(message: str) -> str:
+    """Turn ``model_config_list[0].config.shape: …`` into ``spec.shape: …`` for the user."""
+    text = re.sub(r"^model_config_list\[\d+\]\.config\.?", "spec.", message)
+    for snake, camel in _CONFIG_TO_SPEC.items():
+        text = text.replace(f"spec.{snake}", f"spec.{camel}")
+    return text

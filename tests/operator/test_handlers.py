@@ -1,0 +1,25 @@
+"""The kopf wiring: which handlers a fresh registry carries (no API server involved)."""
+
+from __future__ import annotations
+
+from ovserve.operator.handlers import RunOptions, build_registry
+from ovserve.operator.reconcile import Settings
+
+
+def test_registry_has_every_handler_and_no_global_state() -> None:
+    options = RunOptions(namespaces=("ml",), settings=Settings(status_interval=7))
+    first, second = build_registry(options), build_registry(options)
+    assert first is not second
+    changing = first._changing.get_all_handlers()
+    # A resume handler has no reason; kopf marks it "initial" (run for objects that exist).
+    kinds = {(h.id, h.reason.value if h.reason else "resume" if h.initial else "?")
+             for h in changing}
+    for handler_id in ("model", "server"):
+        assert {(handler_id, r) for r in ("create", "update", "resume")} <= kinds
+    deletes = {h.id: h for h in changing if h.id.endswith("-deleted")}
+    assert deletes["model-deleted"].requires_finalizer is True
+    assert deletes["server-deleted"].requires_finalizer is False
+    (timer,) = first._spawning.get_all_handlers()
+    assert (timer.id, timer.interval) == ("refresh", 7)
+    activities = {h.id for h in first._activities.get_all_handlers()}
+    assert {"login", "startup", "cleanup", "reconciler"} <= activities

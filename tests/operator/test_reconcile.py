@@ -1,0 +1,247 @@
+"""A full reconciliation pass against a fake API and scripted pods (no kopf, no HTTP)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from operator_fakes import FakeKube, FakePods, model_body, ovms_body, pod_body, server_body
+
+from ovserve.operator.reconcile import (
+    NUDGE_AT,
+    NUDGE_COUNT,
+    NUDGE_HASH,
+    Reconciler,
+    Settings,
+    pod_target,
+    rfc3339,
+)
+from ovserve.operator.reload import Converged, GaveUp, Retry
+from ovserve.operator.resources import ServerSpec
+
+A, B = "http://10.0.0.1:8081", "http://10.0.0.2:8081"
+SETTINGS = Settings(reload_timeout=60, retry_delay=1, max_retry_delay=8)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture()
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture()
+def reconciler(kube: FakeKube, pods: FakePods, clock: Clock) -> Reconciler:
+    # A pod serves "add" once it applied the config the operator rendered last.
+    def body_for(url: str, applied: str) -> dict[str, Any]:
+        if kube.children and applied == kube.config_hash():
+            return dict(ovms_body({"add": [(1, "AVAILABLE", "OK", "OK")]}))
+        return {}
+
+    pods.body_for = body_for
+    return Reconciler(kube, pods, SETTINGS, clock=clock)
+
+
+def model_status(kube: FakeKube, name: str = "add") -> dict[str, Any]:
+    return dict(kube.models[("ml", name)].get("status") or {})
+
+
+def deliver(kube: FakeKube, pods: FakePods, *urls: str) -> None:
+    """Play the kubelet: the pods' mounted config now holds the ConfigMap's bytes."""
+    for url in urls:
+        pods.on_disk[url] = kube.config_hash()
+
+
+def two_ready_pods(kube: FakeKube) -> None:
+    kube.add(pod_body("default-a", "10.0.0.1"))
+    kube.add(pod_body("default-b", "10.0.0.2"))
+
+
+def test_model_without_server_waits_in_pending(kube: FakeKube, reconciler: Reconciler) -> None:
+    kube.add(model_body("add"))
+    outcome = reconciler.reconcile_server("ml", "default")
+    assert outcome.step is None and outcome.states == {"add": "Pending"}
+    assert model_status(kube)["message"] == (
+        "InferenceServer 'default' not found in namespace 'ml'; the model waits for it")
+    assert kube.children == {}
+
+
+def test_first_pass_creates_children_and_waits_for_pods(kube: FakeKube,
+                                                         reconciler: Reconciler) -> None:
+    kube.add(server_body(replicas=2))
+    kube.add(model_body("add"))
+    outcome = reconciler.reconcile_server("ml", "default")
+    assert sorted(kube.applied) == [("ConfigMap", "default-config"), ("Deployment", "default"),
+                                    ("Service", "default")]
+    assert isinstance(outcome.step, Retry) and outcome.step.reason == "waiting for a ready pod"
+    assert model_status(kube)["state"] == "Pending"
+    server_status = kube.servers[("ml", "default")]["status"]
+    assert server_status["desiredConfigHash"] == "" and server_status["readyReplicas"] == 0
+    assert server_status["selector"] == ("app.kubernetes.io/instance=default,"
+                                         "app.kubernetes.io/name=ovserve-server")
+
+
+def test_no_retry_for_a_server_scaled_to_zero(kube: FakeKube, reconciler: Reconciler) -> None:
+    kube.add(server_body(replicas=0))
+    assert reconciler.reconcile_server("ml", "default").step is None
+
+
+def test_ready_pods_reload_and_the_model_becomes_available(
+        kube: FakeKube, pods: FakePods, reconciler: Reconciler) -> None:
+    kube.add(server_body(replicas=2))
+    kube.add(model_body("add"))
+    two_ready_pods(kube)
+    reconciler.reconcile_server("ml", "default")
+    deliver(kube, pods, A, B)
+    outcome = reconciler.reconcile_server("ml", "default", attempt=1)
+    assert outcome.step == Converged()
+    st = model_status(kube)
+    assert (st["state"], st["readyPods"], st["availableVersions"]) == ("Available", "2/2", "1")
+    assert kube.servers[("ml", "default")]["status"]["configHash"] == kube.config_hash()
+    assert ("POST", A) in pods.calls and ("POST", B) in pods.calls
+
+
+def test_stale_pod_is_nudged_retried_and_converges(
+        kube: FakeKube, pods: FakePods, reconciler: Reconciler, clock: Clock) -> None:
+    kube.add(server_body(replicas=2))
+    kube.add(model_body("add"))
+    two_ready_pods(kube)
+    reconciler.reconcile_server("ml", "default")
+    deliver(kube, pods, A)  # the kubelet is late for pod b
+    kube.nudges.clear()
+    outcome = reconciler.reconcile_server("ml", "default", attempt=1)
+    assert isinstance(outcome.step, Retry)
+    assert outcome.step.reason.startswith("waiting for pod(s) default-b to see config")
+    annotations = kube.pods[("ml", "default-b")]["metadata"]["annotations"]
+    assert annotations[NUDGE_HASH] == kube.config_hash()
+    first_nudge = annotations[NUDGE_AT]
+    assert model_status(kube)["state"] == "Loading"
+    assert [name for name, _ in kube.nudges] == ["default-b"]
+
+    clock.now += 5
+    again = reconciler.reconcile_server("ml", "default", attempt=2)
+    assert isinstance(again, type(outcome)) and isinstance(again.step, Retry)
+    annotations = kube.pods[("ml", "default-b")]["metadata"]["annotations"]
+    assert annotations[NUDGE_AT] == first_nudge  # the first nudge time is kept...
+    assert kube.nudges[-1][1][NUDGE_COUNT] != kube.nudges[-2][1][NUDGE_COUNT]  # ...re-touched
+
+    deliver(kube, pods, B)
+    assert reconciler.reconcile_server("ml", "default", attempt=3).step == Converged()
+    assert model_status(kube)["state"] == "Available"
+
+
+def test_a_pod_that_never_sees_the_config_is_given_up_on_and_reported(
+        kube: FakeKube, pods: FakePods, reconciler: Reconciler, clock: Clock) -> None:
+    kube.add(server_body(replicas=2))
+    kube.add(model_body("add"))
+    two_ready_pods(kube)
+    reconciler.reconcile_server("ml", "default")
+    deliver(kube, pods, A)
+    reconciler.reconcile_server("ml", "default", attempt=1)
+    clock.now += SETTINGS.reload_timeout + 1
+    outcome = reconciler.reconcile_server("ml", "default", attempt=9)
+    assert isinstance(outcome.step, GaveUp)
+    st = model_status(kube)
+    assert st["state"] == "Available" and st["readyPods"] == "1/2"
+    assert "gave up after 60 s: pod(s) default-b still report config" in st["message"]
+    applied = next(c for c in st["conditions"] if c["type"] == "ConfigApplied")
+    assert (applied["status"], applied["reason"]) == ("False", "TimedOut")
+    server_cond = kube.servers[("ml", "default")]["status"]["conditions"]
+    assert any(c["reason"] == "TimedOut" for c in server_cond)
+
+
+def test_unchanged_status_is_not_rewritten(kube: FakeKube, pods: FakePods,
+                                           reconciler: Reconciler, clock: Clock) -> None:
+    kube.add(server_body(replicas=1))
+    kube.add(model_body("add"))
+    kube.add(pod_body("default-a", "10.0.0.1"))
+    reconciler.reconcile_server("ml", "default")
+    deliver(kube, pods, A)
+    reconciler.reconcile_server("ml", "default")
+    writes = len(kube.statuses)
+    applied = len(kube.applied)
+    clock.now += 30
+    reconciler.reconcile_server("ml", "default")
+    assert len(kube.statuses) == writes and len(kube.applied) == applied
+
+
+def test_not_ready_and_foreign_pods_are_not_called(kube: FakeKube, pods: FakePods,
+                                                   reconciler: Reconciler) -> None:
+    kube.add(server_body(replicas=2))
+    kube.add(pod_body("default-a", "10.0.0.1", ready=False))
+    kube.add(pod_body("other-a", "10.0.0.9", server="other"))
+    terminating = kube.add(pod_body("default-b", "10.0.0.2"))
+    terminating["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    reconciler.reconcile_server("ml", "default")
+    assert pods.calls == []
+    assert kube.servers[("ml", "default")]["status"]["replicas"] == 1
+
+
+def test_clashing_model_name_fails_the_newer_model(kube: FakeKube,
+                                                   reconciler: Reconciler) -> None:
+    kube.add(server_body())
+    kube.add(model_body("first", modelName="add", created="2026-01-01T00:00:00Z"))
+    kube.add(model_body("second", modelName="add", created="2026-01-02T00:00:00Z"))
+    outcome = reconciler.reconcile_server("ml", "default")
+    assert outcome.states["second"] == "Failed"
+    assert "already served by InferenceModel 'first'" in model_status(kube, "second")["message"]
+
+
+def test_deleted_model_leaves_the_config(kube: FakeKube, reconciler: Reconciler) -> None:
+    kube.add(server_body())
+    kube.add(model_body("add"))
+    gone = kube.add(model_body("old"))
+    reconciler.reconcile_server("ml", "default")
+    assert '"name": "old"' in kube.children[("ConfigMap", "ml", "default-config")]["data"][
+        "config.json"]
+    gone["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    outcome = reconciler.reconcile_server("ml", "default")
+    assert '"name": "old"' not in kube.children[("ConfigMap", "ml", "default-config")]["data"][
+        "config.json"]
+    assert "old" not in outcome.states
+
+
+def test_invalid_server_leaves_models_pending(kube: FakeKube, reconciler: Reconciler) -> None:
+    kube.add(server_body(storage={"persistentVolumeClaim": {"claimName": "a"},
+                                  "hostPath": {"path": "/m"}}))
+    kube.add(model_body("add"))
+    outcome = reconciler.reconcile_server("ml", "default")
+    assert outcome.server_error and "exactly one of" in outcome.server_error
+    assert model_status(kube)["message"].startswith("InferenceServer 'default' is invalid:")
+    assert kube.children == {}
+
+
+def test_invalid_model_status(kube: FakeKube, reconciler: Reconciler) -> None:
+    body = kube.add(model_body("add", shape="(1,0)"))
+    reconciler.model_invalid(body, "spec.shape: dimension 0 must be positive or -1")
+    st = model_status(kube)
+    assert (st["state"], st["message"]) == ("Failed",
+                                            "spec.shape: dimension 0 must be positive or -1")
+
+
+def test_pod_target_uses_the_pods_own_port_and_scheme() -> None:
+    server = ServerSpec.from_body(server_body(restPort=9000, tls={"secretName": "t"}))
+    pod = pod_body("p", "fd00::5", port=9443, annotations={NUDGE_HASH: "h", NUDGE_AT: "12.5"})
+    pod["spec"]["containers"][0]["readinessProbe"] = {"httpGet": {"scheme": "HTTPS"}}
+    target = pod_target(pod, server)
+    assert target.url == "https://[fd00::5]:9443"
+    assert (target.nudged_hash, target.nudged_at) == ("h", 12.5)
+    bare = pod_body("q", "10.1.1.1")
+    bare["spec"] = {}
+    assert pod_target(bare, server).url == "https://10.1.1.1:9000"
+
+
+def test_rfc3339() -> None:
+    assert rfc3339(0) == "1970-01-01T00:00:00Z"
+
+
+def test_deletion_does_not_wait_for_pods_to_start(kube: FakeKube,
+                                                  reconciler: Reconciler) -> None:
+    kube.add(server_body(replicas=2))
+    assert reconciler.reconcile_server("ml", "default", wait_for_pods=False).step is None
