@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 import requests
+from ovtest_server import start_server
 
 from ovserve.server.cli import UsageError, build_parser, validate
-from ovtest_server import start_server
 
 
 def parse(*argv: str) -> object:

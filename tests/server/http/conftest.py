@@ -6,10 +6,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import ovtest_models as models
 import pytest
 import requests
-
-import ovtest_models as models
 from ovtest_server import ServerProcess, start_server, write_config
 
 

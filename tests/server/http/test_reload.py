@@ -12,10 +12,9 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import ovtest_models as models
 import pytest
 import requests
-
-import ovtest_models as models
 from ovtest_server import ServerProcess, start_server, write_config
 
 pytestmark = pytest.mark.timeout(240)

@@ -9,9 +9,8 @@ import json
 import numpy as np
 import pytest
 import requests
-from PIL import Image
-
 from ovtest_server import ServerProcess
+from PIL import Image
 
 pytestmark = pytest.mark.timeout(180)
 

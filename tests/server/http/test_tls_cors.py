@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import ovtest_models as models
 import pytest
 import requests
 import trustme
-
-import ovtest_models as models
 from ovtest_server import ServerProcess, start_server, write_config
 
 pytestmark = pytest.mark.timeout(180)

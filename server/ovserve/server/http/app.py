@@ -31,7 +31,7 @@ def routes(deps: Deps) -> list[tuple[str, type[tornado.web.RequestHandler], dict
 
 def make_app(deps: Deps) -> tornado.web.Application:
     return tornado.web.Application(
-        routes(deps),  # type: ignore[arg-type]
+        routes(deps),
         default_handler_class=InvalidUrlHandler,
         default_handler_args={"deps": deps},
         compress_response=False,

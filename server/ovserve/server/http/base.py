@@ -120,7 +120,7 @@ class BaseHandler(tornado.web.RequestHandler):
     def error_status(self, exc: errors.ServingError) -> int:
         for cls in type(exc).__mro__:
             if cls in self.STATUS:
-                return self.STATUS[cls]  # type: ignore[index]
+                return self.STATUS[cls]
         return 500
 
     # ------------------------------------------------------------------ responses
