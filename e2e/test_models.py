@@ -175,6 +175,7 @@ def test_failing_model_reports_its_error(cluster: Any, model: Any, wait_for: Any
     assert conditions.get("Ready") == "False"
     (row,) = [r for r in cluster.table("inferencemodels") if r["Name"] == name]
     assert row["State"] == "Failed"
+    assert row["Message"] == st.get("message", ""), row  # the error shows in `kubectl get im`
     # the failure stays with this model: the others still answer
     status, _ = cluster.service_http("default", "GET", "v2/health/ready")
     assert status == 200

@@ -83,7 +83,8 @@ def test_names_and_printer_columns() -> None:
     assert model["spec"]["names"]["shortNames"] == ["im"]
     columns = {k: [c["name"] for c in crd(k)["spec"]["versions"][0]["additionalPrinterColumns"]]
                for k in CRDS}
-    assert columns["InferenceModel"] == ["Server", "Device", "State", "Versions", "Ready", "Age"]
+    assert columns["InferenceModel"] == ["Server", "Device", "State", "Versions", "Ready", "Age",
+                                       "Message"]
     assert columns["InferenceServer"] == ["Replicas", "Ready", "Models", "Config Hash", "Age"]
     assert server["spec"]["versions"][0]["subresources"]["scale"]["specReplicasPath"] == \
         ".spec.replicas"
