@@ -301,6 +301,8 @@ def demo_banner(scheme: str, host: str, port: int) -> str:
         "'{\"inputs\": [{\"name\": \"a\", \"shape\": [1, 4], \"datatype\": \"FP32\", "
         "\"data\": [1, 2, 3, 4]}, {\"name\": \"b\", \"shape\": [1, 4], \"datatype\": \"FP32\", "
         "\"data\": [10, 20, 30, 40]}]}'\n"
+        f"  curl -X POST {base}/model/{DEMO_MODEL_NAME}:predict -d "
+        "'{\"instances\": [{\"a\": [1.0, 2.0, 3.0, 4.0], \"b\": [10.0, 20.0, 30.0, 40.0]}]}'\n"
         "Stop with Ctrl+C.\n"
     )
 
