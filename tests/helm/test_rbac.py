@@ -20,7 +20,7 @@ EXPECTED = {
     ("", "configmaps"): {"get", "create", "patch"},
     ("", "services"): {"get", "create", "patch"},
     ("apps", "deployments"): {"get", "create", "patch"},
-    ("", "pods"): {"get", "list", "watch", "patch"},
+    ("", "pods"): {"list", "patch"},
 }
 
 
