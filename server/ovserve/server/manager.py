@@ -42,15 +42,13 @@ import concurrent.futures
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator, Coroutine, Mapping
+from collections.abc import AsyncIterator, Coroutine
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from . import repository, versions
-from .backend.base import Backend, InferTiming, LoadedModel
+from .backend.base import Backend, LoadedModel
 from .config import (
     ConfigError,
     ModelConfig,
@@ -61,6 +59,7 @@ from .config import (
     render_config,
 )
 from .errors import ModelNotFound, ModelNotLoadedYet, ModelRetired, VersionNotFound
+from .served import ModelSlot, ServedModel, VersionSlot
 from .types import Signature, State, VersionStatus
 
 __all__ = [
@@ -90,80 +89,6 @@ class ConfigFileError(Exception):
 class ReloadReport:
     changed: bool  # True when any version was loaded, reloaded or retired, or a new config applied
     config_hash: str | None  # sha256 hex of the config bytes now applied
-
-
-class ServedModel:
-    """One loaded instance of a model version, handed out by :meth:`ModelManager.use`."""
-
-    def __init__(self, name: str, version: int, model: LoadedModel, config: ModelConfig) -> None:
-        self.name = name
-        self.version = version
-        self.model = model
-        self.signature: Signature = model.signature
-        self.config = config
-        self._in_flight = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
-
-    @property
-    def in_flight(self) -> int:
-        return self._in_flight
-
-    async def infer(
-        self, inputs: Mapping[str, np.ndarray], timing: InferTiming | None = None
-    ) -> dict[str, np.ndarray]:
-        return await self.model.infer(inputs, timing)
-
-    def _enter(self) -> None:
-        self._in_flight += 1
-        self._idle.clear()
-
-    def _leave(self) -> None:
-        self._in_flight -= 1
-        if self._in_flight == 0:
-            self._idle.set()
-
-    async def _wait_idle(self) -> None:
-        await self._idle.wait()
-
-
-class _Version:
-    """Mutable state of one tracked version (only touched on the event loop)."""
-
-    def __init__(self, number: int) -> None:
-        self.number = number
-        self.state = State.START
-        self.error_code = "OK"
-        self.error_message = "OK"
-        self.instance: ServedModel | None = None  # the instance serving requests
-        self.retiring: set[ServedModel] = set()  # older instances still draining
-        self.config: ModelConfig | None = None  # config of the instance or of the last attempt
-        self.gen = 0  # bumped by every start and retire; stale completions check it
-        self.failures = 0
-        self.retry_at = 0.0
-        self.fingerprint: tuple[tuple[str, int, int], ...] = ()
-
-    @property
-    def failed(self) -> bool:
-        return self.state == State.LOADING and self.error_code == "UNKNOWN"
-
-    @property
-    def live(self) -> bool:
-        return self.state in (State.START, State.LOADING, State.AVAILABLE)
-
-    def status(self) -> VersionStatus:
-        return VersionStatus(self.number, self.state, self.error_code, self.error_message)
-
-
-class _Model:
-    def __init__(self, config: ModelConfig) -> None:
-        self.config = config
-        self.versions: dict[int, _Version] = {}
-        self.error: str | None = None
-        self.pending = True  # until its first scan was applied; requests wait meanwhile
-
-    def plan_states(self) -> dict[int, State]:
-        return {n: State.UNKNOWN if v.failed else v.state for n, v in self.versions.items()}
 
 
 def config_entry(model: ModelConfig) -> dict[str, Any]:
@@ -221,7 +146,7 @@ class ModelManager:
         self._poll_wait = poll_wait_seconds
         self._load_wait = load_wait_timeout
         self._executor = executor
-        self._models: dict[str, _Model] = {}
+        self._models: dict[str, ModelSlot] = {}
         self._config = ServerConfig()
         self._hash: str | None = None
         self._ready = False
@@ -358,7 +283,7 @@ class ModelManager:
         instances = [*slot.retiring, *([slot.instance] if slot.instance else [])]
         return sum(i.in_flight for i in instances)
 
-    def _model(self, name: str) -> _Model:
+    def _model(self, name: str) -> ModelSlot:
         model = self._models.get(name)
         if model is None:
             raise ModelNotFound()
@@ -492,7 +417,7 @@ class ModelManager:
         for mc in cfg.models:
             model = self._models.get(mc.name)
             if model is None:
-                self._models[mc.name] = model = _Model(mc)
+                self._models[mc.name] = model = ModelSlot(mc)
                 changed = True
             model.config = mc
         models = list(self._models.values())
@@ -518,7 +443,7 @@ class ModelManager:
         return changed
 
     async def _sync_model(
-        self, model: _Model, scan: repository.ScanResult, poll: bool
+        self, model: ModelSlot, scan: repository.ScanResult, poll: bool
     ) -> tuple[bool, list[asyncio.Task[None]]]:
         if scan.error != model.error:
             model.error = scan.error
@@ -566,7 +491,7 @@ class ModelManager:
         self._notify()
         return changed, drains
 
-    async def _retry_due(self, slot: _Version, cfg: ModelConfig) -> bool:
+    async def _retry_due(self, slot: VersionSlot, cfg: ModelConfig) -> bool:
         """Polling retries a failed version when its config or files changed, or after back-off."""
         if slot.config is None or slot.config.load_key() != cfg.load_key():
             return True
@@ -581,7 +506,7 @@ class ModelManager:
         self._changed.set()
         self._changed = asyncio.Event()
 
-    def _set(self, model: _Model, slot: _Version, state: State, code: str = "OK",
+    def _set(self, model: ModelSlot, slot: VersionSlot, state: State, code: str = "OK",
              message: str = "OK") -> None:
         slot.state, slot.error_code, slot.error_message = state, code, message
         log.info('STATUS CHANGE: Version %d of model %s status change. New status: '
@@ -599,7 +524,7 @@ class ModelManager:
             fut.add_done_callback(_close_orphan)
             raise
 
-    async def _attempt(self, model: _Model, slot: _Version, cfg: ModelConfig) -> ServedModel | None:
+    async def _attempt(self, model: ModelSlot, slot: VersionSlot, cfg: ModelConfig) -> ServedModel | None:
         """Load a new instance; on failure mark the version failed. None when failed or stale."""
         gen = slot.gen
         slot.config = cfg
@@ -627,10 +552,10 @@ class ModelManager:
         slot.failures = 0
         return served
 
-    async def _start(self, model: _Model, number: int) -> asyncio.Task[None] | None:
+    async def _start(self, model: ModelSlot, number: int) -> asyncio.Task[None] | None:
         slot = model.versions.get(number)
         if slot is None:
-            slot = model.versions[number] = _Version(number)
+            slot = model.versions[number] = VersionSlot(number)
             self._set(model, slot, State.START)
         elif not slot.failed:
             self._set(model, slot, State.START)
@@ -642,7 +567,7 @@ class ModelManager:
             self._set(model, slot, State.AVAILABLE)
         return None
 
-    async def _reload(self, model: _Model, number: int) -> asyncio.Task[None] | None:
+    async def _reload(self, model: ModelSlot, number: int) -> asyncio.Task[None] | None:
         """Zero-downtime reload: the old instance serves until the new one is ready."""
         slot = model.versions[number]
         old, gen = slot.instance, slot.gen
@@ -657,7 +582,7 @@ class ModelManager:
             self._notify()
         return self._drain(slot, old)  # on failure _attempt already detached it
 
-    def _retire(self, model: _Model, slot: _Version) -> asyncio.Task[None]:
+    def _retire(self, model: ModelSlot, slot: VersionSlot) -> asyncio.Task[None]:
         slot.gen += 1
         gen = slot.gen
         old, slot.instance = slot.instance, None
@@ -673,11 +598,11 @@ class ModelManager:
             slot.retiring.add(old)
         return self._spawn(finish())
 
-    def _drain(self, slot: _Version, old: ServedModel) -> asyncio.Task[None]:
+    def _drain(self, slot: VersionSlot, old: ServedModel) -> asyncio.Task[None]:
         slot.retiring.add(old)
         return self._spawn(self._close_when_idle(slot, old))
 
-    async def _close_when_idle(self, slot: _Version, old: ServedModel) -> None:
+    async def _close_when_idle(self, slot: VersionSlot, old: ServedModel) -> None:
         try:
             await old._wait_idle()
         except asyncio.CancelledError:  # stop() gave up waiting: close anyway

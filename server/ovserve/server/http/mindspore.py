@@ -18,7 +18,7 @@ import numpy as np
 from .. import errors
 from ..backend.base import InferTiming
 from ..codecs import mindspore
-from ..manager import ServedModel
+from ..served import ServedModel
 from .base import BodyHandler
 
 API = "MindSpore"
@@ -112,4 +112,5 @@ class MindSporeHandler(BodyHandler):
         self.send(response)
 
 
-ROUTES = [(r"/model/.*", MindSporeHandler)]
+# MindSpore finds its URL keys in any order; the version may come first.
+ROUTES = [(r"/(?:version/[^/]*/)?model/.*", MindSporeHandler)]
