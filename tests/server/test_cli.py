@@ -32,6 +32,7 @@ def parse(*argv: str) -> object:
         (("--rest_port", "9000", "--config_path", "c.json", "--rest_workers", "1"), "rest_workers count should be from 2 to 10000"),
         (("--rest_port", "9000", "--config_path", "c.json", "--metrics_list", "ovms_streams"), "metrics_list requires metrics_enable"),
         (("--rest_port", "9000", "--config_path", "c.json", "--metrics_enable", "--metrics_list", "bogus"), "unknown metric(s) bogus"),
+        (("--rest_port", "9000", "--config_path", "c.json", "--metrics_enable", "--metrics_list", "ovms_streams,,ovms_requests_fail"), "empty metric name"),
         (("--rest_port", "9000", "--model_name", "m", "--model_path", "/m", "--model_version_policy", "{bad"), "--model_version_policy: not valid JSON"),
         (("--rest_port", "9000", "--model_name", "m", "--model_path", "/m", "--shape", "(1,x)"), "--shape: The provided shape is in wrong format"),
         (("--rest_port", "9000", "--config_path", "c.json", "--ssl_certificate", "c.pem"), "--ssl_certificate and --ssl_private_key must be given together"),

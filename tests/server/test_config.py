@@ -130,3 +130,10 @@ def test_metrics_section() -> None:
     assert cfg.metrics is not None
     assert cfg.metrics.enable is True
     assert cfg.metrics.metrics_list == ("ovms_requests_success",)
+
+
+def test_metrics_list_absent_means_default_and_empty_means_none() -> None:
+    absent = parse_config(b'{"model_config_list": [], "monitoring": {"metrics": {"enable": true}}}', base_dir="/")
+    empty = parse_config(b'{"model_config_list": [], "monitoring": {"metrics": {"enable": true, "metrics_list": []}}}', base_dir="/")
+    assert absent.metrics is not None and absent.metrics.metrics_list is None
+    assert empty.metrics is not None and empty.metrics.metrics_list == ()

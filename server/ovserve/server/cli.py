@@ -171,7 +171,9 @@ def validate(args: argparse.Namespace) -> Settings:
         raise UsageError("metrics_list requires metrics_enable")
     names: tuple[str, ...] | None = None
     if args.metrics_list:
-        names = tuple(n.strip() for n in args.metrics_list.split(",") if n.strip())
+        names = tuple(n.strip() for n in args.metrics_list.split(","))
+        if not all(names):
+            raise UsageError(f"metrics_list: empty metric name in {args.metrics_list!r}")
         known = set(DEFAULT_METRICS) | set(OPTIONAL_METRICS)
         unknown = [n for n in names if n not in known]
         if unknown:
@@ -271,7 +273,7 @@ async def serve(settings: Settings) -> int:
     if metrics is None and section is not None and section.enable:
         # The config file's monitoring section enables metrics as --metrics_enable does.
         registry = CollectorRegistry()
-        metrics = ServerMetrics(registry, section.metrics_list or None)
+        metrics = ServerMetrics(registry, section.metrics_list)
         deps.metrics, deps.registry = metrics, registry
     if metrics is not None:
         metrics.bind(manager)

@@ -152,7 +152,7 @@ class ModelConfig:
 @dataclass(frozen=True)
 class MetricsConfig:
     enable: bool = False
-    metrics_list: tuple[str, ...] = ()
+    metrics_list: tuple[str, ...] | None = None  # None: OVMS's default list; () exposes no ovms_*
 
 
 @dataclass(frozen=True)
@@ -412,7 +412,9 @@ def _metrics(value: Any, path: str) -> MetricsConfig:
     enable = metrics.get("enable", False)
     if not isinstance(enable, bool):
         raise _fail(f"{path}.enable", "a boolean", enable)
-    names = metrics.get("metrics_list", [])
+    if "metrics_list" not in metrics:
+        return MetricsConfig(enable=enable)
+    names = metrics["metrics_list"]
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise _fail(f"{path}.metrics_list", "an array of metric names", names)
     known = set(DEFAULT_METRICS) | set(OPTIONAL_METRICS)
