@@ -71,3 +71,18 @@ def image_model(base: Path, version: int = 1, height: int = 4, width: int = 6) -
     model = ov.Model([mean], [x], "image")
     model.inputs[0].get_node().set_layout(ov.Layout("NHWC"))
     return _save(model, base, version)
+
+
+def string_model(base: Path, version: int = 1, name: str = "text", out_name: str = "echo") -> Path:
+    """STRING identity: ``echo = pack(unpack(text))``, shape ``[-1]`` (BYTES / DT_STRING tests).
+
+    A Parameter wired straight to a Result would share its tensor names, so the strings go
+    through ``StringTensorUnpack`` → ``StringTensorPack`` (opset15).
+    """
+    from openvino import opset15
+
+    x = opset15.parameter([-1], ov.Type.string, name=name)
+    parts = opset15.string_tensor_unpack(x)
+    y = opset15.string_tensor_pack(parts.output(0), parts.output(1), parts.output(2))
+    y.output(0).set_names({out_name})
+    return _save(ov.Model([y], [x], "strings"), base, version)

@@ -21,7 +21,6 @@ from .. import errors
 from ..backend.base import InferTiming
 from ..codecs import kserve_v2
 from ..images import prepare_inputs
-from ..types import State
 from .base import BaseHandler, BodyHandler
 from .tfs import STATUS, check_name, parse_version
 
@@ -76,10 +75,8 @@ class ModelMetadataHandler(V2Handler):
             number = parse_version(version)
             served_version, signature = manager.metadata(name, number)
             number = served_version
-            versions = [
-                s.version for s in manager.statuses(name) if s.state == State.AVAILABLE
-            ]
-            body = kserve_v2.encode_model_metadata(name, versions, signature)
+            # OVMS lists only the version that answered (``add_versions(instance->getVersion())``)
+            body = kserve_v2.encode_model_metadata(name, [served_version], signature)
         except errors.ServingError as exc:
             self.count("ModelMetadata", name, number, ok=False)
             self.fail(exc)
