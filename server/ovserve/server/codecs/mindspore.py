@@ -3,7 +3,8 @@
 Pure functions, called by :mod:`ovserve.server.http.mindspore`. Every answer of this dialect is
 HTTP 200 with a JSON body; failures are ``{"error_msg": "<text>"}`` with MindSpore's texts.
 
-URL (parsed by substring search as MindSpore does, so ``/version/1/model/add:predict`` works)::
+URL (keys found anywhere in the path as MindSpore does, so ``/version/1/model/add:predict``
+works; but only as whole path segments, see the differences below)::
 
     POST /model/{name}[/version/{v}]:{method}      v absent or 0 = latest; method is "predict"
 
@@ -31,7 +32,10 @@ precision (MindSpore prints float32 as a double); the ``Illegal JSON format.`` d
 nlohmann's message (position exact, wording approximate); a missing input fails the whole
 request (as MindSpore's dispatcher does) while size and type errors fail only their instance;
 a dynamic model dimension is checked by shape (MindSpore only compares byte sizes), with
-``Given model input <i> shape [..] not match the shape [..] defined in model``.
+``Given model input <i> shape [..] not match the shape [..] defined in model``; the URL keys
+``model`` and ``version`` are matched as whole path segments, not as substrings, so a model
+named ``versioned`` is reachable (MindSpore reads ``/model/versioned:predict``
+as version ``d`` and fails).
 """
 
 from __future__ import annotations
@@ -86,7 +90,7 @@ def parse_url(uri: str) -> MsTarget:
     if not name:
         raise InvalidInput("please check url, the keyword:[model] must contain.")
     version: int | None = None
-    if "version" in uri:
+    if _find_key(uri, "version") >= 0:
         text = _url_query(uri, "version")
         match = re.match(r"\s*([+-]?\d+)", text)  # std::stol: leading digits, rest ignored
         if match is None:
@@ -105,10 +109,22 @@ def parse_url(uri: str) -> MsTarget:
     return MsTarget(name, version, method)
 
 
+def _find_key(url: str, key: str) -> int:
+    """Where ``key`` starts as a whole path segment followed by ``/`` (``-1`` if nowhere).
+
+    MindSpore takes the first substring match, so a servable whose name contains ``version``
+    (``/model/versioned:predict``) cannot be called there; segments avoid that.
+    """
+    start = url.find(f"/{key}/")
+    if url.startswith(f"{key}/"):
+        return 0
+    return start + 1 if start >= 0 else -1
+
+
 def _url_query(url: str, key: str) -> str:
     if key == ":" and ":" in url:
         return url[url.index(":") + 1 :]
-    start = url.find(key)
+    start = _find_key(url, key)
     if start < 0:
         return ""
     begin = start + len(key) + 1

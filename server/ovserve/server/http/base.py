@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sys
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -184,7 +185,17 @@ class BaseHandler(tornado.web.RequestHandler):
 
 @tornado.web.stream_request_body
 class BodyHandler(BaseHandler):
-    """A POST handler whose body is streamed and refused early when above the size limit."""
+    """A POST handler whose body is streamed and refused early when above the size limit.
+
+    A ``Content-Length`` above ``max_body_bytes`` is refused as soon as the headers arrive; a
+    body without one (chunked) is refused by the piece that crosses the limit. Either way the
+    dialect's own error is sent at once, with ``Connection: close``, and Tornado closes the
+    connection when that answer is written, without reading the rest of the body.
+
+    Tornado's own limit (the HTTP server's ``max_body_size``, the same number) is lifted for
+    these requests, so that this handler is the one that enforces it: Tornado would cut a
+    chunked body past it with a bare ``400 Bad Request`` and no error body.
+    """
 
     ALLOWED = ("POST",)
     _chunks: list[bytes]
@@ -204,6 +215,9 @@ class BodyHandler(BaseHandler):
         super().prepare()
         if self._finished:
             return
+        set_limit = getattr(self.request.connection, "set_max_body_size", None)
+        if set_limit is not None:  # HTTP1Connection; before the body is read. See the docstring
+            set_limit(sys.maxsize)
         length = self.request.headers.get("Content-Length")
         if length is not None and length.isdigit() and int(length) > self.deps.max_body_bytes:
             self._refuse_too_large()
