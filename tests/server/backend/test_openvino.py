@@ -459,6 +459,7 @@ def add_inputs(a: float, batch: int = 1) -> dict[str, np.ndarray]:
 
 async def test_concurrent_infers_share_the_pool(backend: OpenVINOBackend, tmp_path: Path) -> None:
     model = load(backend, ovtest_models.add_model(tmp_path / "add"), nireq=2)
+    model.inline = False  # these tests exercise the infer request pool
     assert model.nireq == 2
     seen: list[int] = []
 
@@ -499,6 +500,7 @@ async def test_cancelled_failing_request_is_returned(
     backend: OpenVINOBackend, tmp_path: Path
 ) -> None:
     model = load(backend, ovtest_models.add_model(tmp_path / "add"), nireq=1)
+    model.inline = False  # these tests exercise the infer request pool
     task = asyncio.ensure_future(
         model.infer({"a": np.ones((2, 2, 2), F32), "b": np.ones((3, 2, 2), F32)})
     )
@@ -553,6 +555,7 @@ async def test_outputs_are_copies(backend: OpenVINOBackend, tmp_path: Path) -> N
 
 async def test_waiting_reports_wait_time(backend: OpenVINOBackend, tmp_path: Path) -> None:
     model = load(backend, ovtest_models.add_model(tmp_path / "add"), nireq=1)
+    model.inline = False  # these tests exercise the infer request pool
     timings = [InferTiming() for _ in range(3)]
     await asyncio.gather(*(model.infer(add_inputs(1.0), t) for t in timings))
     assert timings[0].wait_us < timings[2].wait_us  # the last one waited for the other two
@@ -580,6 +583,7 @@ async def test_cancelled_while_waiting_for_a_request(
     backend: OpenVINOBackend, tmp_path: Path
 ) -> None:
     model = load(backend, ovtest_models.add_model(tmp_path / "add"), nireq=1)
+    model.inline = False  # these tests exercise the infer request pool
     tasks = [asyncio.ensure_future(model.infer(add_inputs(float(i)))) for i in range(3)]
     await asyncio.sleep(0)
     tasks[1].cancel()
@@ -623,3 +627,86 @@ def test_unclosed_model_is_collected(backend: OpenVINOBackend, tmp_path: Path) -
     del model
     gc.collect()
     assert ref() is None  # callbacks hold weak references: no cycle through OpenVINO
+
+
+# ------------------------------------------------------------------ the inline path
+
+
+async def test_small_requests_run_inline_with_exact_results(
+    backend: OpenVINOBackend, tmp_path: Path
+) -> None:
+    model = load(backend, ovtest_models.add_model(tmp_path / "add"), nireq=2)
+    calls: list[int] = []
+    inline = model._infer_inline
+
+    def spy(inputs: Any, timing: Any) -> dict[str, np.ndarray]:
+        calls.append(1)
+        return inline(inputs, timing)
+
+    model._infer_inline = spy  # type: ignore[method-assign]
+    for i, batch in enumerate([1, 3, 3, 1, 2, 2]):  # shape changes and repeats: tensor reuse
+        timing = InferTiming()
+        out = await model.infer(add_inputs(float(i), batch=batch), timing)
+        np.testing.assert_array_equal(out["sum"], np.full((batch, 2, 2), i + 1, F32))
+        assert timing.wait_us == 0.0 and timing.infer_us > 0
+    assert len(calls) == 6 and model.inline
+    assert model.active_requests == 0
+    model.close()
+
+
+async def test_inputs_are_copied_so_callers_may_reuse_their_arrays(
+    backend: OpenVINOBackend, tmp_path: Path
+) -> None:
+    model = load(backend, ovtest_models.add_model(tmp_path / "add"), nireq=1)
+    inputs = add_inputs(1.0, batch=2)
+    first = await model.infer(inputs)
+    inputs["a"][...] = 5.0  # the same arrays, new values
+    second = await model.infer(inputs)
+    np.testing.assert_array_equal(first["sum"], np.full((2, 2, 2), 2.0, F32))
+    np.testing.assert_array_equal(second["sum"], np.full((2, 2, 2), 6.0, F32))
+    model.close()
+
+
+async def test_a_model_slower_than_the_budget_leaves_the_inline_path(
+    backend: OpenVINOBackend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ovserve.server.backend import openvino_model
+
+    monkeypatch.setattr(openvino_model, "INLINE_MAX_US", 0.001)  # every model is "slow" now
+    model = load(backend, ovtest_models.add_model(tmp_path / "add"), nireq=1)
+    calls = 0
+    while model.inline and calls < 20:
+        out = await model.infer(add_inputs(float(calls)))
+        np.testing.assert_array_equal(out["sum"], np.full((1, 2, 2), calls + 1, F32))
+        calls += 1
+    # the first call does not count; capped samples pull the average over within a few calls
+    assert not model.inline and 2 <= calls <= 6, calls
+    out = await model.infer(add_inputs(7.0))  # the pool answers the same
+    np.testing.assert_array_equal(out["sum"], np.full((1, 2, 2), 8.0, F32))
+    model.close()
+
+
+async def test_large_inputs_never_run_inline(backend: OpenVINOBackend, tmp_path: Path) -> None:
+    from ovserve.server.backend import openvino_model
+
+    model = load(backend, ovtest_models.add_model(tmp_path / "add"), nireq=1)
+    batch = openvino_model.INLINE_MAX_BYTES // (2 * 2 * 4) + 1  # each input alone is over
+    calls: list[int] = []
+    model._infer_inline = lambda *a: calls.append(1)  # type: ignore[method-assign,assignment,return-value]
+    out = await model.infer(add_inputs(2.0, batch=batch))
+    np.testing.assert_array_equal(out["sum"], np.full((batch, 2, 2), 3.0, F32))
+    assert calls == []
+    model.close()
+
+
+async def test_inline_failure_is_an_inference_error_and_frees_the_request(
+    backend: OpenVINOBackend, tmp_path: Path
+) -> None:
+    model = load(backend, ovtest_models.add_model(tmp_path / "add"), nireq=1)
+    bad = {"a": np.ones((3, 2, 2), F32), "b": np.ones((2, 2, 2), F32)}  # no broadcast of 3 and 2
+    with pytest.raises(InferenceFailed):
+        await model.infer(bad)
+    assert model.active_requests == 0
+    out = await model.infer(add_inputs(1.0))
+    np.testing.assert_array_equal(out["sum"], np.full((1, 2, 2), 2.0, F32))
+    model.close()

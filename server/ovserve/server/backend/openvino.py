@@ -274,7 +274,8 @@ class OpenVINOBackend:
         )
         log.info("Loaded %s on %s: nireq %d, streams %d", path, config.target_device, nireq,
                  streams)
-        return OpenVINOModel(compiled, signature, nireq=nireq, streams=streams)
+        label = f"{config.name} version {os.path.basename(os.path.normpath(version_dir))}"
+        return OpenVINOModel(compiled, signature, nireq=nireq, streams=streams, label=label)
 
     def _compile(self, model: Any, config: ModelConfig, props: dict[str, Any]) -> Any:
         device = config.target_device
