@@ -31,6 +31,7 @@ from . import jsonfast
 MAX_DEPTH = 100
 """Deepest nesting of arrays/objects accepted (OVMS's rapidjson limit)."""
 DEPTH_ERROR = "JSON nesting depth exceeds the allowed limit"
+_SMALL_BODY = 64 * 1024
 _INVALID_JSON = "The file is not valid json"
 _STRING_PRECISIONS = ("U8", "STRING")
 _OBJECT = np.dtype(object)
@@ -110,7 +111,10 @@ def load_json(body: bytes, scan: bool = False) -> tuple[Any, Spans]:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise _invalid_json(body, exc) from None
-    if _depth(doc, Spans()) > MAX_DEPTH:
+    # Nesting cannot exceed the number of brackets; counting them in a small body is cheaper
+    # than walking the document.
+    few = len(body) <= _SMALL_BODY and body.count(b"[") + body.count(b"{") <= MAX_DEPTH
+    if not few and _depth(doc, Spans()) > MAX_DEPTH:
         raise errors.InvalidJson(DEPTH_ERROR)
     plain = not literals and _quotes(body) == _quotes_outside_lists(doc)
     return doc, Spans(bools=bools, plain=plain)

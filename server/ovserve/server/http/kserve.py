@@ -15,7 +15,7 @@ Wire details (JSON shapes, the binary extension) are in :mod:`ovserve.server.cod
 from __future__ import annotations
 
 import time
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from .. import errors
 from ..backend.base import InferTiming
@@ -111,14 +111,17 @@ class InferHandler(BodyHandler, V2Handler):
             body = self.body
             async with self.deps.manager.use(name, parse_version(version)) as served:
                 served_version = served.version
+                # Binary tensor data is taken zero-copy: only the JSON part costs decoding time.
+                json_size = len(body) if header_length is None else header_length
                 request = await self.run_codec(
-                    len(body), kserve_v2.decode_infer, body, header_length, served.signature
+                    json_size, kserve_v2.decode_infer, body, header_length, served.signature
                 )
                 inputs = prepare_inputs(request.inputs, served.signature)
                 timing = InferTiming()
                 outputs = await served.infer(inputs, timing)
             response, json_length = await self.run_codec(
-                len(body), kserve_v2.encode_infer, name, served_version, outputs, request
+                _json_output_bytes(outputs, request), kserve_v2.encode_infer, name,
+                served_version, outputs, request,
             )
         except errors.ServingError as exc:
             if metrics is not None:
@@ -155,6 +158,15 @@ def _header_length(value: str | None) -> int | None:
 
 
 _TARGET = r"/v2/models/([^/]+?)(?:/versions/(\d+))?"
+
+def _json_output_bytes(outputs: dict[str, Any], request: kserve_v2.V2Request) -> int:
+    """About how much JSON encoding the response needs (binary outputs are copied as is)."""
+    size = 0
+    for name, array in outputs.items():
+        if not request.binary_outputs.get(name, request.binary_data_output):
+            size += array.nbytes
+    return size
+
 
 ROUTES = [
     (r"/v2/health/live", LiveHandler),
