@@ -275,7 +275,12 @@ class OpenVINOBackend:
         log.info("Loaded %s on %s: nireq %d, streams %d", path, config.target_device, nireq,
                  streams)
         label = f"{config.name} version {os.path.basename(os.path.normpath(version_dir))}"
-        return OpenVINOModel(compiled, signature, nireq=nireq, streams=streams, label=label)
+        loaded = OpenVINOModel(compiled, signature, nireq=nireq, streams=streams, label=label)
+        spent = loaded.calibrate()
+        if spent is not None:
+            log.debug("%s: one inference on zeros took %.0f us (%s)", label, spent,
+                      "inline for small requests" if loaded.inline else "infer request pool")
+        return loaded
 
     def _compile(self, model: Any, config: ModelConfig, props: dict[str, Any]) -> Any:
         device = config.target_device

@@ -17,13 +17,13 @@ and ``call_soon_threadsafe`` wakes the loop, about 100-200 us of event-loop time
 against ~25 us for a synchronous ``infer()`` of a ``[4,2,2]`` add (measured on the 2-core
 development machines). So a request with at most ``INLINE_MAX_BYTES`` of input, arriving while a
 request of the pool is free and nobody waits, runs ``infer()`` synchronously on the loop, and the
-time it took is measured. While the moving average stays within ``INLINE_MAX_US`` the model keeps
-doing so; once it is above, inlining is off for this loaded model and every later call uses the
-pool. The first call pays one-off set-up costs, so it does not enter the average; if it takes
-over ``INLINE_FIRST_MAX_US``, inlining ends there. Samples enter the average capped at twice
+time it took is measured. Whether a model starts on this path is decided while it loads, off the
+loop: :meth:`OpenVINOModel.calibrate` times one inference on zeros (after a warming one), and only
+a model that took at most ``INLINE_MAX_US`` starts inline. While the moving average of its inline
+calls stays within ``INLINE_MAX_US`` it keeps doing so; once it is above, inlining is off for
+this loaded model and every later call uses the pool. Samples enter the average capped at twice
 ``INLINE_MAX_US``, so one scheduling hiccup on a busy machine does not end inlining, while a model
-that is really slower leaves it within a few calls. A slow model thus holds the loop for a
-handful of small-input inferences at most, once.
+that is really slower on real inputs leaves it within a few calls.
 """
 
 from __future__ import annotations
@@ -61,7 +61,6 @@ _SWEEP_MAX_SECONDS = 0.2
 # INLINE_MAX_US; one slower call switches the model to the pool for good.
 INLINE_MAX_BYTES = 64 * 1024
 INLINE_MAX_US = 500.0
-INLINE_FIRST_MAX_US = 3000.0  # the first call, which pays one-off set-up costs
 _INLINE_EMA = 0.1
 
 # Per-tensor conversion kinds (decided once at load time, used on the hot path).
@@ -164,8 +163,8 @@ class OpenVINOModel:
                          for i, s in enumerate(signature.outputs)]
         self._plain_inputs = all(k == _PLAIN for _, _, k in self._inputs)
         self._plain_outputs = all(k == _PLAIN for _, _, k in self._outputs)
-        self._inline = True  # until one inline call proves too slow
-        self._inline_us = 0.0  # moving average of inline calls (0: none yet)
+        self._inline = False  # until calibrate() measured the model as fast enough
+        self._inline_us = 0.0  # moving average of inline calls, seeded by calibrate()
 
     @property
     def active_requests(self) -> int:
@@ -276,16 +275,11 @@ class OpenVINOModel:
             self._active -= 1
             self._put(slot)
         spent = (time.perf_counter() - started) * 1e6
-        average = self._inline_us
-        if average == 0.0:  # the first call pays one-off costs: it does not set the average
-            self._inline_us = INLINE_MAX_US / 2
-            self._inline = spent <= INLINE_FIRST_MAX_US
-        else:
-            # a sample is capped, so one scheduling hiccup cannot end inlining; a model that
-            # is really slower than INLINE_MAX_US still pulls the average above it in a few calls
-            average += _INLINE_EMA * (min(spent, 2 * INLINE_MAX_US) - average)
-            self._inline_us = average
-            self._inline = average <= INLINE_MAX_US
+        # a sample is capped, so one scheduling hiccup cannot end inlining; a model that is
+        # really slower than INLINE_MAX_US still pulls the average above it in a few calls
+        average = self._inline_us + _INLINE_EMA * (min(spent, 2 * INLINE_MAX_US) - self._inline_us)
+        self._inline_us = average
+        self._inline = average <= INLINE_MAX_US
         if not self._inline:
             log.info("Inference of %s takes %.0f us (average %.0f us): using the infer request "
                      "pool from now on", self.label, spent, self._inline_us)
@@ -301,9 +295,39 @@ class OpenVINOModel:
 
     @inline.setter
     def inline(self, value: bool) -> None:
-        """``False``: every call uses the infer request pool (``True`` re-enables measuring)."""
+        """``False``: every call uses the infer request pool; ``True``: inline small requests
+        again, while their measured average stays within ``INLINE_MAX_US``."""
         self._inline = value
-        self._inline_us = 0.0
+        self._inline_us = min(self._inline_us, INLINE_MAX_US) if value else self._inline_us
+
+    def calibrate(self) -> float | None:
+        """Time one inference on zeros (after a first, warming one) and enable the inline path
+        if it took at most ``INLINE_MAX_US``. Blocks: the backend calls it while loading, off the
+        event loop. Returns the microseconds measured, or ``None`` when the model cannot be
+        calibrated (string or BF16 inputs, dynamic rank, a failing inference): it then always
+        uses the pool."""
+        inputs: list[np.ndarray] = []
+        for spec in self.signature.inputs:
+            dtype = spec.dtype
+            if spec.shape is None or spec.precision in _KINDS or dtype.kind not in "iufb":
+                return None
+            inputs.append(np.zeros([max(1, d.min) for d in spec.shape], dtype=dtype))
+        request = self._slots[0].request
+        try:
+            for i, array in enumerate(inputs):
+                request.set_input_tensor(i, _Tensor(array, True))
+            _infer_sync(request)
+            started = time.perf_counter()
+            _infer_sync(request)
+            spent = (time.perf_counter() - started) * 1e6
+        except Exception as exc:  # a model that needs real data: no inline path, no harm done
+            log.debug("Could not calibrate %s: %s", self.label, ov_message(exc))
+            return None
+        finally:
+            self._slots[0].owned.clear()
+        self._inline_us = spent
+        self._inline = spent <= INLINE_MAX_US
+        return spent
 
     def _tensors(self, inputs: Mapping[str, np.ndarray]) -> tuple[list[Any], list[np.ndarray]]:
         """Tensors (and the arrays they share) when some inputs are BF16 or STRING."""

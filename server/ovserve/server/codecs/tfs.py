@@ -171,6 +171,9 @@ def _row(instances: Any, spans: Spans, signature: Signature | None) -> dict[str,
 def _named_instances(
     instances: list[Any], spans: Spans, signature: Signature | None
 ) -> dict[str, np.ndarray]:
+    fast = _plain_named_instances(instances, spans, signature)
+    if fast is not None:
+        return fast
     context = Context(spans, BAD_INSTANCE)
     parts: dict[str, list[np.ndarray]] = {}
     for instance in instances:
@@ -190,6 +193,38 @@ def _named_instances(
     }
     if len({array.shape[0] for array in inputs.values()}) > 1:
         raise errors.InvalidInput(BATCH_DIFFERS)
+    return inputs
+
+
+def _plain_named_instances(
+    instances: list[Any], spans: Spans, signature: Signature | None
+) -> dict[str, np.ndarray] | None:
+    """The common case in one numpy call per input: every instance an object with the same
+    names, each value a nested list of numbers for a float input of the model. ``None`` when
+    anything is irregular; the general path then decodes (and words any error) as OVMS does."""
+    if not spans.plain or signature is None or not isinstance(instances[0], dict):
+        return None
+    names = list(instances[0])
+    specs = [signature.input(name) for name in names]
+    if not names or any(spec is None or spec.dtype.kind != "f" for spec in specs):
+        return None
+    for instance in instances:
+        if not isinstance(instance, dict) or list(instance) != names:
+            return None
+    inputs: dict[str, np.ndarray] = {}
+    for name, spec in zip(names, specs, strict=True):
+        assert spec is not None
+        values = [instance[name] for instance in instances]
+        if not isinstance(values[0], list):
+            return None
+        try:
+            with np.errstate(all="ignore"):
+                array = np.asarray(values, dtype=spec.dtype)
+        except (ValueError, TypeError, OverflowError):  # ragged: the general path says so
+            return None
+        if array.size == 0 or array.ndim < 2:
+            return None
+        inputs[name] = array
     return inputs
 
 
