@@ -487,3 +487,43 @@ def test_encode_reload_error_is_ovms_hand_built_body() -> None:
         b'{\n\t"error": "Config file not found or cannot open."\n}'
     )
     assert json.loads(tfs.encode_reload_error('a "b"')) == {"error": 'a "b"'}
+
+
+# The row-format fast path (one numpy call per input) must refuse exactly what the general path
+# refuses: numpy alone would turn "2", true or null inside a value into a number.
+@pytest.mark.parametrize(
+    "value",
+    [
+        [[1, "2"], [3, 4]],
+        [[1, True], [3, 4]],
+        [[1, None], [3, 4]],
+        [[1, 2], [3]],
+        [[1, 2], [3, 4, 5]],
+        [[1, {"b64": "AA=="}], [3, 4]],
+    ],
+    ids=["string", "bool", "null", "ragged", "ragged-long", "object"],
+)
+def test_row_fast_path_refuses_what_ovms_refuses(value: Any) -> None:
+    good = [[1.0, 2.0], [3.0, 4.0]]
+    body = orjson.dumps({"instances": [{"a": good, "b": good}, {"a": value, "b": good}]})
+    with pytest.raises(errors.InvalidInput) as caught:
+        tfs.decode_predict(body, ADD)
+    assert caught.value.message == tfs.BAD_INSTANCE
+
+
+def test_row_fast_path_matches_the_general_path() -> None:
+    rng = np.random.default_rng(3)
+    a, b = rng.random((5, 2, 2), dtype=np.float32), rng.random((5, 2, 2), dtype=np.float32)
+    body = orjson.dumps({"signature_name": "serving_default",
+                         "instances": [{"a": a[i].tolist(), "b": b[i].tolist()} for i in range(5)]})
+    fast = tfs.decode_predict(body, ADD)
+    assert fast.row and set(fast.inputs) == {"a", "b"}
+    np.testing.assert_array_equal(fast.inputs["a"], a)
+    np.testing.assert_array_equal(fast.inputs["b"], b)
+    assert fast.inputs["a"].dtype == np.float32
+    # one instance in another key order takes the general path: the same arrays come out
+    mixed = orjson.loads(body)
+    mixed["instances"][2] = {"b": b[2].tolist(), "a": a[2].tolist()}
+    general = tfs.decode_predict(orjson.dumps(mixed), ADD)
+    np.testing.assert_array_equal(general.inputs["a"], fast.inputs["a"])
+    np.testing.assert_array_equal(general.inputs["b"], fast.inputs["b"])

@@ -201,16 +201,23 @@ def _plain_named_instances(
 ) -> dict[str, np.ndarray] | None:
     """The common case in one numpy call per input: every instance an object with the same
     names, each value a nested list of numbers for a float input of the model. ``None`` when
-    anything is irregular; the general path then decodes (and words any error) as OVMS does."""
-    if not spans.plain or signature is None or not isinstance(instances[0], dict):
+    anything is irregular; the general path then decodes (and words any error) as OVMS does.
+
+    Safe only when the values hold no string and no literal (numpy would turn ``"2"`` or
+    ``true`` into a number): the body has no ``true``/``false``/``null`` and every ``"`` in it
+    belongs to an object key outside the values."""
+    if spans.quotes < 0 or signature is None or not isinstance(instances[0], dict):
         return None
     names = list(instances[0])
     specs = [signature.input(name) for name in names]
     if not names or any(spec is None or spec.dtype.kind != "f" for spec in specs):
         return None
+    key_quotes = sum(2 + name.count('"') for name in names)
     for instance in instances:
         if not isinstance(instance, dict) or list(instance) != names:
             return None
+    if spans.quotes != spans.outside + key_quotes * len(instances):
+        return None
     inputs: dict[str, np.ndarray] = {}
     for name, spec in zip(names, specs, strict=True):
         assert spec is not None

@@ -65,6 +65,8 @@ class Spans:
         spans: list[jsonfast.Span] | None = None,
         bools: bool = True,
         plain: bool = False,
+        quotes: int = -1,
+        outside: int = 0,
     ) -> None:
         self.marker = marker
         self.spans = spans or []
@@ -72,6 +74,10 @@ class Spans:
         """Whether the body may hold ``true``/``false`` (then lists are checked for them)."""
         self.plain = plain
         """Lists hold nothing but numbers and lists (no string, object, literal anywhere)."""
+        self.quotes = quotes
+        """How many ``"`` the body holds when it has no ``true``/``false``/``null`` (else -1)."""
+        self.outside = outside
+        """How many of them the keys and strings outside every list account for."""
 
     def get(self, value: Any) -> jsonfast.Span | None:
         if self.spans and isinstance(value, str) and value.startswith(self.marker):
@@ -116,8 +122,10 @@ def load_json(body: bytes, scan: bool = False) -> tuple[Any, Spans]:
     few = len(body) <= _SMALL_BODY and body.count(b"[") + body.count(b"{") <= MAX_DEPTH
     if not few and _depth(doc, Spans()) > MAX_DEPTH:
         raise errors.InvalidJson(DEPTH_ERROR)
-    plain = not literals and _quotes(body) == _quotes_outside_lists(doc)
-    return doc, Spans(bools=bools, plain=plain)
+    quotes = -1 if literals else _quotes(body)
+    outside = _quotes_outside_lists(doc) if quotes >= 0 else 0
+    return doc, Spans(bools=bools, plain=quotes >= 0 and quotes == outside, quotes=quotes,
+                      outside=outside)
 
 
 def _mentions(body: bytes, word: bytes, pivot: int, limit: int = 256) -> bool:
