@@ -16,14 +16,16 @@ The inline path. For a tiny model the asynchronous round trip costs far more tha
 and ``call_soon_threadsafe`` wakes the loop, about 100-200 us of event-loop time under load
 against ~25 us for a synchronous ``infer()`` of a ``[4,2,2]`` add (measured on the 2-core
 development machines). So a request with at most ``INLINE_MAX_BYTES`` of input, arriving while a
-request of the pool is free and nobody waits, runs ``infer()`` synchronously on the loop, and the
-time it took is measured. Whether a model starts on this path is decided while it loads, off the
-loop: :meth:`OpenVINOModel.calibrate` times one inference on zeros (after a warming one), and only
-a model that took at most ``INLINE_MAX_US`` starts inline. While the moving average of its inline
-calls stays within ``INLINE_MAX_US`` it keeps doing so; once it is above, inlining is off for
-this loaded model and every later call uses the pool. Samples enter the average capped at twice
-``INLINE_MAX_US``, so one scheduling hiccup on a busy machine does not end inlining, while a model
-that is really slower on real inputs leaves it within a few calls.
+request of the pool is free and nobody waits, runs ``infer()`` synchronously on the loop, and its
+cost is measured as the process's CPU time during the call (the inference's own work on
+OpenVINO's threads; wall time would also count waiting for a core, which on a busy 2-core machine
+says nothing about the model). Whether a model starts on this path is decided while it loads,
+off the loop: :meth:`OpenVINOModel.calibrate` measures one inference on zeros (after a warming
+one), and only a model that cost at most ``INLINE_MAX_US`` starts inline. While the moving average
+of its inline calls stays within ``INLINE_MAX_US`` it keeps doing so; once it is above, inlining
+is off for this loaded model and every later call uses the pool. Samples enter the average capped
+at twice ``INLINE_MAX_US``, so one outlier does not end inlining, while a model that is really
+slower on real inputs leaves it within a few calls.
 """
 
 from __future__ import annotations
@@ -244,6 +246,7 @@ class OpenVINOModel:
         request = slot.request
         self._active += 1
         started = time.perf_counter()
+        cpu = time.process_time()
         try:
             if self._plain_inputs:
                 owned = slot.owned
@@ -275,14 +278,15 @@ class OpenVINOModel:
             self._active -= 1
             self._put(slot)
         spent = (time.perf_counter() - started) * 1e6
-        # a sample is capped, so one scheduling hiccup cannot end inlining; a model that is
-        # really slower than INLINE_MAX_US still pulls the average above it in a few calls
-        average = self._inline_us + _INLINE_EMA * (min(spent, 2 * INLINE_MAX_US) - self._inline_us)
+        cost = (time.process_time() - cpu) * 1e6
+        # a sample is capped, so one outlier cannot end inlining; a model that is really
+        # slower than INLINE_MAX_US still pulls the average above it in a few calls
+        average = self._inline_us + _INLINE_EMA * (min(cost, 2 * INLINE_MAX_US) - self._inline_us)
         self._inline_us = average
         self._inline = average <= INLINE_MAX_US
         if not self._inline:
-            log.info("Inference of %s takes %.0f us (average %.0f us): using the infer request "
-                     "pool from now on", self.label, spent, self._inline_us)
+            log.info("Inference of %s costs %.0f us of CPU (average %.0f us): using the infer "
+                     "request pool from now on", self.label, cost, self._inline_us)
         if timing is not None:
             timing.wait_us = 0.0
             timing.infer_us = spent
@@ -302,8 +306,8 @@ class OpenVINOModel:
 
     def calibrate(self) -> float | None:
         """Time one inference on zeros (after a first, warming one) and enable the inline path
-        if it took at most ``INLINE_MAX_US``. Blocks: the backend calls it while loading, off the
-        event loop. Returns the microseconds measured, or ``None`` when the model cannot be
+        if it cost at most ``INLINE_MAX_US`` of CPU. Blocks: the backend calls it while loading, off the
+        event loop. Returns the CPU microseconds measured, or ``None`` when the model cannot be
         calibrated (string or BF16 inputs, dynamic rank, a failing inference): it then always
         uses the pool."""
         inputs: list[np.ndarray] = []
@@ -317,9 +321,9 @@ class OpenVINOModel:
             for i, array in enumerate(inputs):
                 request.set_input_tensor(i, _Tensor(array, True))
             _infer_sync(request)
-            started = time.perf_counter()
+            cpu = time.process_time()
             _infer_sync(request)
-            spent = (time.perf_counter() - started) * 1e6
+            spent = (time.process_time() - cpu) * 1e6
         except Exception as exc:  # a model that needs real data: no inline path, no harm done
             log.debug("Could not calibrate %s: %s", self.label, ov_message(exc))
             return None
