@@ -13,6 +13,7 @@ import asyncio
 import json
 import logging
 import sys
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ import tornado.web
 from prometheus_client import CollectorRegistry
 
 from .. import errors
+from ..backend.base import InferTiming
 from ..manager import ModelManager
 from ..metrics import ServerMetrics
 
@@ -90,6 +92,7 @@ class BaseHandler(tornado.web.RequestHandler):
     SUPPORTED_METHODS = ("GET", "HEAD", "POST", "DELETE", "PATCH", "PUT", "OPTIONS")
     ALLOWED: ClassVar[tuple[str, ...]] = ("GET",)
     STATUS: ClassVar[Mapping[type[errors.ServingError], int]] = {}
+    API: ClassVar[str] = ""  # the metrics' ``api`` label of the dialect
     deps: Deps
 
     _counted = False
@@ -154,6 +157,25 @@ class BaseHandler(tornado.web.RequestHandler):
         message = "Internal server error" if status_code >= 500 else self._reason
         self.set_header("Content-Type", JSON)
         self.finish(self.encode_error(message))
+
+    # ------------------------------------------------------------------ metrics
+
+    def count(
+        self, method: str, name: str, version: int | None, ok: bool, started: float | None = None
+    ) -> None:
+        """Count one request of this dialect; ``started`` (inference requests that succeeded)
+        feeds ``ovms_request_time_us``."""
+        metrics = self.deps.metrics
+        if metrics is not None:
+            duration = (time.perf_counter() - started) * 1e6 if ok and started else None
+            metrics.observe_request(api=self.API, method=method, name=name, version=version,
+                                    ok=ok, duration_us=duration)
+
+    def count_inference(self, name: str, version: int, timing: InferTiming) -> None:
+        metrics = self.deps.metrics
+        if metrics is not None:
+            metrics.observe_inference(name=name, version=version, infer_us=timing.infer_us,
+                                      wait_us=timing.wait_us)
 
     # ------------------------------------------------------------------ method checks, CORS
 

@@ -30,20 +30,10 @@ HEADER_LENGTH = "Inference-Header-Content-Length"
 
 class V2Handler(BaseHandler):
     STATUS: ClassVar[dict[type[errors.ServingError], int]] = STATUS
+    API = API
 
     def encode_error(self, message: str) -> bytes:
         return kserve_v2.encode_error(message)
-
-    def count(self, method: str, name: str, version: int | None, ok: bool) -> None:
-        metrics = self.deps.metrics
-        if metrics is not None:
-            metrics.observe_request(
-                api=API,
-                method=method,
-                name=name,
-                version=None if method == "ModelReady" else version,
-                ok=ok,
-            )
 
 
 class LiveHandler(V2Handler):
@@ -102,7 +92,6 @@ class ModelReadyHandler(V2Handler):
 class InferHandler(BodyHandler, V2Handler):
     async def post(self, name: str, version: str | None) -> None:
         started = time.perf_counter()
-        metrics = self.deps.metrics
         served_version: int | None = None
         try:
             check_name(name)
@@ -124,28 +113,15 @@ class InferHandler(BodyHandler, V2Handler):
                 served_version, outputs, request,
             )
         except errors.ServingError as exc:
-            if metrics is not None:
-                metrics.observe_request(
-                    api=API, method="ModelInfer", name=name, version=served_version, ok=False
-                )
+            self.count("ModelInfer", name, served_version, ok=False)
             self.fail(exc)
             return
         if json_length is not None:
             self.set_header(HEADER_LENGTH, str(json_length))
             self.set_header("Content-Type", "application/octet-stream")
         self.send(response)
-        if metrics is not None and served_version is not None:
-            metrics.observe_inference(
-                name=name, version=served_version, infer_us=timing.infer_us, wait_us=timing.wait_us
-            )
-            metrics.observe_request(
-                api=API,
-                method="ModelInfer",
-                name=name,
-                version=served_version,
-                ok=True,
-                duration_us=(time.perf_counter() - started) * 1e6,
-            )
+        self.count_inference(name, served.version, timing)
+        self.count("ModelInfer", name, served.version, ok=True, started=started)
 
 
 def _header_length(value: str | None) -> int | None:

@@ -29,6 +29,7 @@ class MindSporeHandler(BodyHandler):
     """One handler for the whole ``/model/...`` space: MindSpore parses its URL by substring."""
 
     ALLOWED = ("POST",)
+    API = API
 
     def encode_error(self, message: str) -> bytes:
         return mindspore.encode_error(message)
@@ -48,18 +49,6 @@ class MindSporeHandler(BodyHandler):
             return
         super().prepare()
 
-    def count(self, name: str, version: int | None, ok: bool, started: float) -> None:
-        metrics = self.deps.metrics
-        if metrics is not None:
-            metrics.observe_request(
-                api=API,
-                method=METHOD,
-                name=name,
-                version=version,
-                ok=ok,
-                duration_us=(time.perf_counter() - started) * 1e6 if ok else None,
-            )
-
     async def _infer(
         self, served: ServedModel, inputs: dict[str, np.ndarray]
     ) -> Mapping[str, np.ndarray] | str:
@@ -69,12 +58,7 @@ class MindSporeHandler(BodyHandler):
             result = await served.infer(inputs, timing)
         except errors.ServingError as exc:
             return exc.message
-        metrics = self.deps.metrics
-        if metrics is not None:
-            metrics.observe_inference(
-                name=served.name, version=served.version,
-                infer_us=timing.infer_us, wait_us=timing.wait_us,
-            )
+        self.count_inference(served.name, served.version, timing)
         return result
 
     async def post(self) -> None:
@@ -104,11 +88,11 @@ class MindSporeHandler(BodyHandler):
             results = mindspore.collect_results(plan, outputs)
             response = await self.run_codec(len(body), mindspore.encode_instances, results)
         except errors.ServingError as exc:
-            self.count(name, served_version, False, started)
+            self.count(METHOD, name, served_version, ok=False)
             self.fail(exc)
             return
         ok = not any(isinstance(r, str) for r in results)
-        self.count(name, served_version, ok, started)
+        self.count(METHOD, name, served_version, ok=ok, started=started)
         self.send(response)
 
 

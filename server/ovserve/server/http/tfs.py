@@ -62,6 +62,7 @@ def check_name(name: str) -> None:
 
 class TfsHandler(BaseHandler):
     STATUS: ClassVar[dict[type[errors.ServingError], int]] = STATUS
+    API = API
 
     def encode_error(self, message: str) -> bytes:
         return tfs.encode_error(message)
@@ -86,22 +87,11 @@ class ModelStatusHandler(TfsHandler):
             else:
                 body = tfs.encode_status(manager.statuses(name, version_number))
         except errors.ServingError as exc:
-            self._count(method, name, version_number, ok=False)
+            self.count(method, name, version_number, ok=False)
             self.fail(exc)
             return
-        self._count(method, name, version_number, ok=True)
+        self.count(method, name, version_number, ok=True)
         self.send(body)
-
-    def _count(self, method: str, name: str, version: int | None, ok: bool) -> None:
-        metrics = self.deps.metrics
-        if metrics is not None:
-            metrics.observe_request(
-                api=API,
-                method=method,
-                name=name,
-                version=None if method == "GetModelStatus" else version,
-                ok=ok,
-            )
 
 
 class ModelListHandler(TfsHandler):
@@ -121,7 +111,6 @@ class PredictHandler(BodyHandler, TfsHandler):
             self.send(self.encode_error("Requested REST resource not found"), 404)
             return
         started = time.perf_counter()
-        metrics = self.deps.metrics
         served_version: int | None = None
         try:
             check_name(name)
@@ -134,25 +123,12 @@ class PredictHandler(BodyHandler, TfsHandler):
                 outputs = await served.infer(inputs, timing)
             response = await self.run_codec(len(body), tfs.encode_predict, outputs, request.row)
         except errors.ServingError as exc:
-            if metrics is not None:
-                metrics.observe_request(
-                    api=API, method="Predict", name=name, version=served_version, ok=False
-                )
+            self.count("Predict", name, served_version, ok=False)
             self.fail(exc)
             return
         self.send(response)
-        if metrics is not None and served_version is not None:
-            metrics.observe_inference(
-                name=name, version=served_version, infer_us=timing.infer_us, wait_us=timing.wait_us
-            )
-            metrics.observe_request(
-                api=API,
-                method="Predict",
-                name=name,
-                version=served_version,
-                ok=True,
-                duration_us=(time.perf_counter() - started) * 1e6,
-            )
+        self.count_inference(name, served.version, timing)
+        self.count("Predict", name, served.version, ok=True, started=started)
 
 
 class ConfigReloadHandler(BodyHandler, TfsHandler):
