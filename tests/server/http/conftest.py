@@ -21,6 +21,7 @@ def build_repository(root: Path) -> list[dict[str, object]]:
     models.image_model(root / "image", height=4, width=6)
     models.add_model(root / "versioned", version=1, offset=100.0)
     models.add_model(root / "versioned", version=2, offset=200.0)
+    models.string_model(root / "strings")
     return [
         {"name": "add", "base_path": "add"},
         {"name": "multi", "base_path": "multi"},
@@ -29,6 +30,7 @@ def build_repository(root: Path) -> list[dict[str, object]]:
         {"name": "fixed", "base_path": "fixed"},
         {"name": "image", "base_path": "image", "layout": "NHWC"},
         {"name": "versioned", "base_path": "versioned", "model_version_policy": {"all": {}}},
+        {"name": "strings", "base_path": "strings"},  # STRING identity: text -> echo
     ]
 
 

@@ -4,34 +4,20 @@
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import ovmsclient
-import ovtest_models as models
 import pytest
 import tritonclient.http as triton
 from ovmsclient.tfs_compat.base.errors import InvalidInputError, ModelNotFoundError
-from ovtest_server import ServerProcess, write_config
+from ovtest_server import ServerProcess
 from PIL import Image
 from tritonclient.utils import InferenceServerException
 
 from ovserve.server import __version__
 
 pytestmark = pytest.mark.timeout(180)
-
-
-@pytest.fixture(scope="module")
-def repo(repo: tuple[Path, Path]) -> tuple[Path, Path]:
-    """The shared test repository plus ``strings``: a STRING identity model (text -> echo)."""
-    root, config = repo
-    models.string_model(root / "strings")
-    doc = json.loads(config.read_text())
-    entries = [item["config"] for item in doc["model_config_list"]]
-    write_config(config, [*entries, {"name": "strings", "base_path": "strings"}])
-    return root, config
 
 
 def address(server: ServerProcess) -> str:

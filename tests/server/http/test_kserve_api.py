@@ -11,31 +11,18 @@ from __future__ import annotations
 import json
 import struct
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import ovtest_models as models
 import pytest
 import requests
-from ovtest_server import ServerProcess, write_config
+from ovtest_server import ServerProcess
 
 from ovserve.server import __version__
 
 pytestmark = pytest.mark.timeout(180)
 
 HEADER = "Inference-Header-Content-Length"
-
-
-@pytest.fixture(scope="module")
-def repo(repo: tuple[Path, Path]) -> tuple[Path, Path]:
-    """The shared test repository plus ``strings``: a STRING identity model (text -> echo)."""
-    root, config = repo
-    models.string_model(root / "strings")
-    doc = json.loads(config.read_text())
-    entries = [item["config"] for item in doc["model_config_list"]]
-    write_config(config, [*entries, {"name": "strings", "base_path": "strings"}])
-    return root, config
 
 
 # ----------------------------------------------------------------------------- helpers

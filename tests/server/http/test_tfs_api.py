@@ -207,7 +207,7 @@ def test_config_status_and_hash_header(http: requests.Session, server: ServerPro
     r = http.get(f"{server.url}/v1/config", timeout=10)
     assert r.status_code == 200
     body = r.json()
-    assert set(body) == {"add", "multi", "int32", "fp16", "fixed", "image", "versioned"}
+    assert set(body) == {"add", "multi", "int32", "fp16", "fixed", "image", "versioned", "strings"}
     assert body["add"]["model_version_status"][0]["state"] == "AVAILABLE"
     digest = r.headers["X-Ovserve-Config-Hash"]
     assert len(digest) == 64
