@@ -24,7 +24,6 @@ scalar; FP16 inputs take real half-precision values (OVMS's REST path truncates 
 Speed: bodies are parsed by orjson; when only numbers and lists sit in the arrays (no string,
 object or literal anywhere in them), numpy converts the lists straight to the input dtype.
 For the 2.9 MB float32 [1,3,224,224] body that is ~3x ``json.loads`` + ``numpy.asarray``.
-``scan=True`` uses the numpy scanner of :mod:`.jsonfast` instead (slower on the 2-core VM).
 
 Predict response::
 
@@ -101,22 +100,16 @@ class PredictRequest:
 
 
 def decode_predict(
-    body: bytes, signature: Signature | None = None, *, scan: bool = False
+    body: bytes, signature: Signature | None = None
 ) -> PredictRequest:
     """Decode a ``:predict`` body into tensors typed by ``signature``'s input precisions.
 
     Without a signature, numbers decode as OVMS decodes inputs a model lacks (float32 if the
     first number has a fraction or exponent, int32 otherwise) and unnamed forms give an input
     named :data:`UNNAMED_INPUT`. Raises ``InvalidJson`` (412) or ``InvalidInput`` (400).
-    ``scan``: cut large numeric arrays out with :mod:`.jsonfast` instead of letting orjson
-    build Python lists (see the module docstring of :mod:`.jsonfast` for when that pays).
     """
-    doc, spans = load_json(body, scan)
-    try:
-        return _decode(doc, spans, signature)
-    except Spans.Misplaced:  # a fast-parsed array where a whole tensor was not expected
-        doc, spans = load_json(body)
-        return _decode(doc, spans, signature)
+    doc, spans = load_json(body)
+    return _decode(doc, spans, signature)
 
 
 def _decode(doc: Any, spans: Spans, signature: Signature | None) -> PredictRequest:
@@ -151,10 +144,6 @@ def _is_number(value: Any) -> bool:
 
 
 def _row(instances: Any, spans: Spans, signature: Signature | None) -> dict[str, np.ndarray]:
-    span = spans.get(instances)
-    if span is not None:  # the whole instances array is one fast-parsed numeric array
-        name, spec = _single_input(signature)
-        return {name: decode_value(instances, spec, Context(spans, BAD_INSTANCE))}
     if not isinstance(instances, list):
         raise errors.InvalidInput(INSTANCES_NOT_ARRAY)
     if not instances:
@@ -237,7 +226,7 @@ def _plain_named_instances(
 
 def _column(inputs: Any, spans: Spans, signature: Signature | None) -> dict[str, np.ndarray]:
     context = Context(spans, BAD_INPUT)
-    if isinstance(inputs, list) or _is_number(inputs) or spans.get(inputs) is not None:
+    if isinstance(inputs, list) or _is_number(inputs):
         name, spec = _single_input(signature)
         return {name: decode_value(inputs, spec, context)}
     if not isinstance(inputs, dict):

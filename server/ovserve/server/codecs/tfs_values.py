@@ -1,8 +1,8 @@
 """JSON loading and tensor decoding for the TFS v1 codec (:mod:`.tfs`, its only caller).
 
-:func:`load_json` parses a body with orjson, first cutting large numeric arrays out of it
-(:mod:`.jsonfast`) so they never become Python lists; invalid JSON raises ``InvalidJson`` with
-rapidjson's wording, as OVMS words it::
+:func:`load_json` parses a body with orjson (and notes what the body holds, so that numeric
+lists can go to numpy in one call when nothing else can hide in them); invalid JSON raises
+``InvalidJson`` with rapidjson's wording, as OVMS words it::
 
     The file is not valid json - Error: Missing a comma or ']' after an array element. Offset: 3
 
@@ -26,7 +26,6 @@ import orjson
 
 from .. import errors
 from ..types import PRECISION_TO_NUMPY, TensorSpec
-from . import jsonfast
 
 MAX_DEPTH = 100
 """Deepest nesting of arrays/objects accepted (OVMS's rapidjson limit)."""
@@ -54,22 +53,11 @@ _RAPIDJSON = (
 
 
 class Spans:
-    """The numeric arrays cut out of a body, found again by their placeholder strings."""
-
-    class Misplaced(Exception):
-        """A placeholder where no whole tensor goes: parse the body again without spans."""
+    """What :func:`load_json` found out about a body, for the fast paths of the decoders."""
 
     def __init__(
-        self,
-        marker: str = "",
-        spans: list[jsonfast.Span] | None = None,
-        bools: bool = True,
-        plain: bool = False,
-        quotes: int = -1,
-        outside: int = 0,
+        self, bools: bool = True, plain: bool = False, quotes: int = -1, outside: int = 0
     ) -> None:
-        self.marker = marker
-        self.spans = spans or []
         self.bools = bools
         """Whether the body may hold ``true``/``false`` (then lists are checked for them)."""
         self.plain = plain
@@ -78,15 +66,6 @@ class Spans:
         """How many ``"`` the body holds when it has no ``true``/``false``/``null`` (else -1)."""
         self.outside = outside
         """How many of them the keys and strings outside every list account for."""
-
-    def get(self, value: Any) -> jsonfast.Span | None:
-        if self.spans and isinstance(value, str) and value.startswith(self.marker):
-            return self.spans[int(value[len(self.marker) :])]
-        return None
-
-    def check(self, text: str) -> None:
-        if self.spans and text.startswith(self.marker):
-            raise Spans.Misplaced
 
 
 @dataclass
@@ -97,22 +76,10 @@ class Context:
     error: str
 
 
-def load_json(body: bytes, scan: bool = False) -> tuple[Any, Spans]:
-    """Parse ``body``; with ``scan``, large numeric arrays stay unparsed in the :class:`Spans`."""
+def load_json(body: bytes) -> tuple[Any, Spans]:
+    """Parse ``body``; the :class:`Spans` say what it may hold."""
     bools = _mentions(body, b"true", 2) or _mentions(body, b"false", 2)
     literals = bools or _mentions(body, b"null", 2)
-    found = jsonfast.find_spans(body) if scan else []
-    if found:
-        marker = jsonfast.new_marker()
-        try:
-            doc = orjson.loads(jsonfast.substitute(body, found, marker))
-        except orjson.JSONDecodeError:
-            found = []  # a span inside a string, or an error elsewhere: parse it all
-        else:
-            spans = Spans(marker, found, bools)
-            if _depth(doc, spans) > MAX_DEPTH:
-                raise errors.InvalidJson(DEPTH_ERROR)
-            return doc, spans
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -120,7 +87,7 @@ def load_json(body: bytes, scan: bool = False) -> tuple[Any, Spans]:
     # Nesting cannot exceed the number of brackets; counting them in a small body is cheaper
     # than walking the document.
     few = len(body) <= _SMALL_BODY and body.count(b"[") + body.count(b"{") <= MAX_DEPTH
-    if not few and _depth(doc, Spans()) > MAX_DEPTH:
+    if not few and _depth(doc) > MAX_DEPTH:
         raise errors.InvalidJson(DEPTH_ERROR)
     quotes = -1 if literals else _quotes(body)
     outside = _quotes_outside_lists(doc) if quotes >= 0 else 0
@@ -164,8 +131,8 @@ def _quotes_outside_lists(doc: Any) -> int:
     return count
 
 
-def _depth(doc: Any, spans: Spans) -> int:
-    """Nesting depth of arrays and objects (a placeholder counts as its span's arrays).
+def _depth(doc: Any) -> int:
+    """Nesting depth of arrays and objects.
 
     Arrays are followed through their first element only: tensors are rectangular, and a
     ragged one deeper elsewhere is refused anyway (as an invalid ndarray, not as too deep).
@@ -181,10 +148,6 @@ def _depth(doc: Any, spans: Spans) -> int:
             deepest = max(deepest, depth)
             if value:
                 stack.append((value[0], depth + 1))
-        else:
-            span = spans.get(value)
-            if span is not None:
-                deepest = max(deepest, depth - 1 + len(span.shape))
         if deepest > MAX_DEPTH:
             break
     return deepest
@@ -211,15 +174,6 @@ def _invalid_json(body: bytes, exc: orjson.JSONDecodeError) -> errors.InvalidJso
 
 def decode_value(value: Any, spec: TensorSpec | None, context: Context) -> np.ndarray:
     """One input's JSON value (nested list, number, b64 object, string) as a numpy array."""
-    span = context.spans.get(value)
-    if span is not None:
-        dtype = _number_dtype(spec, span.first_is_integer())
-        fast = span.values(dtype) if dtype is not None else None
-        if fast is not None:
-            return fast
-        value = orjson.loads(span.text())
-    elif isinstance(value, str):
-        context.spans.check(value)
     if isinstance(value, list):
         return _from_list(value, spec, context)
     return _from_leaves([value], (), spec, context)
@@ -318,10 +272,8 @@ def _from_leaves(
 def _byte_leaves(leaves: list[Any], precision: str | None, context: Context) -> Iterator[bytes]:
     for leaf in leaves:
         if isinstance(leaf, dict) and len(leaf) == 1 and isinstance(leaf.get("b64"), str):
-            context.spans.check(leaf["b64"])
             yield _b64(leaf["b64"], context)
         elif isinstance(leaf, str) and (precision is None or precision in _STRING_PRECISIONS):
-            context.spans.check(leaf)
             yield leaf.encode()
         else:
             raise errors.InvalidInput(context.error)
