@@ -10,6 +10,7 @@ import orjson
 import pytest
 
 from ovserve.server.codecs import mindspore as ms
+from ovserve.server.codecs import mindspore_batch as msb
 from ovserve.server.errors import InvalidInput, InvalidJson, RequestTooLarge
 from ovserve.server.types import Dim, Signature, TensorSpec
 
@@ -273,8 +274,8 @@ def test_error_order_follows_sorted_keys() -> None:
 # ---------------------------------------------------------------------------------- batching
 
 
-def plan(instances: list[dict[str, Any]], signature: Signature) -> ms.MsPlan:
-    return ms.batch_instances(decode({"instances": instances}), signature,
+def plan(instances: list[dict[str, Any]], signature: Signature) -> msb.MsPlan:
+    return msb.batch_instances(decode({"instances": instances}), signature,
                               servable="add", method="predict")
 
 
@@ -340,7 +341,7 @@ def test_model_without_batch_dimension_gets_whole_instances() -> None:
     assert [(b.indices, b.batched, b.inputs["x"].shape, b.inputs["k"].shape)
             for b in result.batches] == [((0,), False, (), (1, 2)), ((1,), False, (), ())]
     outputs = [{"y": np.array([[1.0, 2.0]], np.float32)}, {"y": np.array(3.0, np.float32)}]
-    assert orjson.loads(ms.encode_instances(ms.collect_results(result, outputs))) == {
+    assert orjson.loads(ms.encode_instances(msb.collect_results(result, outputs))) == {
         "instances": [{"y": [[1.0, 2.0]]}, {"y": 3.0}]}
 
 
@@ -388,7 +389,7 @@ def test_results_are_split_per_instance_and_padding_dropped() -> None:
     result = plan([{"x": [1.0]}, {"x": [2.0]}, {"x": [3]}, {"x": [4.0]}], signature)
     outputs = [{"y": b.inputs["x"] * 10, "n": np.array([b.rows, 0], np.int64)[: b.rows]}
                for b in result.batches]
-    results = ms.collect_results(result, outputs)
+    results = msb.collect_results(result, outputs)
     assert isinstance(results[2], str)
     assert orjson.loads(ms.encode_instances(results)) == {"instances": [
         {"n": 2, "y": [10.0]}, {"n": 0, "y": [20.0]},
@@ -400,7 +401,7 @@ def test_results_are_split_per_instance_and_padding_dropped() -> None:
 
 def test_failed_inference_answers_its_instances() -> None:
     result = plan([{"x1": [1.0, 2.0], "x2": [3.0, 4.0]}], ADD)
-    results = ms.collect_results(result, ["Serving Error: inference failed"])
+    results = msb.collect_results(result, ["Serving Error: inference failed"])
     assert ms.encode_instances(results) == b'{"error_msg":"Serving Error: inference failed"}'
 
 

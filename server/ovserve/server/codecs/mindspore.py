@@ -24,8 +24,9 @@ its error; when every instance failed with one error the whole body is that erro
     {"error_msg": "Request servable(add) method(predict) , servable is not available"}
 
 Flow for the handler: :func:`parse_url` -> :func:`decode_instances` -> model lookup (failure:
-:func:`servable_unavailable`) -> :func:`check_method` -> :func:`batch_instances` -> one infer
-per :class:`MsBatch` -> :func:`collect_results` -> :func:`encode_instances`.
+:func:`servable_unavailable`) -> :func:`check_method` ->
+:func:`~ovserve.server.codecs.mindspore_batch.batch_instances` -> one infer per ``MsBatch`` ->
+:func:`~ovserve.server.codecs.mindspore_batch.collect_results` -> :func:`encode_instances`.
 
 Differences from MindSpore: floats are written as the shortest text that round-trips their own
 precision (MindSpore prints float32 as a double); the ``Illegal JSON format.`` detail imitates
@@ -52,7 +53,6 @@ import numpy as np
 import orjson
 
 from ..errors import InvalidInput, InvalidJson, RequestTooLarge
-from ..types import Dim, Signature, TensorSpec
 from . import dtypes
 
 METHOD = "predict"
@@ -65,13 +65,13 @@ MsResult = dict[str, np.ndarray] | str
 _TEXT = ("str", "bytes")  # MindSpore's text types; both are OpenVINO STRING
 
 
-def _kmsi(precision: str | None) -> str:
+def kmsi_name(precision: str | None) -> str:
     """MindSpore's enum name of a type, as its messages print it (``FP32`` -> ``kMSI_Float32``)."""
     name = dtypes.mindspore_name(precision) if precision else None
     return f"kMSI_{name.capitalize()}" if name else "kMSI_Unknown"
 
 
-_TEXT_KMSI = ("kMSI_String", "kMSI_Bytes")
+TEXT_KMSI = ("kMSI_String", "kMSI_Bytes")
 
 
 # ---------------------------------------------------------------------------------- URL, dispatch
@@ -271,7 +271,7 @@ def _typed_object(node: dict[str, Any]) -> MsValue:
     type_name: str = node.get("type", "bytes")
     shape = tuple(node.get("shape", ()))
     if type_name in _TEXT:
-        if _count(shape) != 1:
+        if element_count(shape) != 1:
             _fail(
                 "json object, only support scalar when data type is string or bytes, "
                 "please check 'type' or 'shape'"
@@ -279,7 +279,7 @@ def _typed_object(node: dict[str, Any]) -> MsValue:
         return _text(_b64(node["b64"]), type_name, shape)
     row = dtypes.BY_MINDSPORE[type_name]
     raw = _b64(node["b64"])
-    count = 0 if 0 in shape else _count(shape)
+    count = 0 if 0 in shape else element_count(shape)
     if len(raw) != row.itemsize * count:
         _fail(
             f"size is not matched, decode base64 size:{len(raw)}; Given info: "
@@ -321,7 +321,7 @@ def _text(raw: bytes, type_name: str, shape: tuple[int, ...]) -> MsValue:
     return out.reshape(shape)
 
 
-def _count(shape: Iterable[int]) -> int:
+def element_count(shape: Iterable[int]) -> int:
     n = 1
     for d in shape:
         n *= d
@@ -361,7 +361,7 @@ def _array(value: list[Any]) -> MsValue:
         _fail("json array, data type is unknown")
     is_object = isinstance(node, dict)
     is_text = kind in _TEXT
-    if is_text and _count(shape) != 1:
+    if is_text and element_count(shape) != 1:
         _fail("json array, string or bytes type only support one item")
     if is_object and not is_text:
         _fail("json array, item is object type, object only support string or bytes type")
@@ -438,173 +438,7 @@ def _walk(value: list[Any], shape: list[int], kind: str, is_object: bool) -> lis
     return leaves
 
 
-# ---------------------------------------------------------------------------------- batching
-
-
-@dataclass(frozen=True)
-class MsBatch:
-    """One inference call. Row ``k`` of each output answers instance ``indices[k]`` when
-    ``batched``; rows past ``len(indices)`` are padding. Unbatched: the whole output answers
-    the single instance."""
-
-    indices: tuple[int, ...]
-    inputs: dict[str, np.ndarray]
-    batched: bool
-    rows: int
-
-
-@dataclass(frozen=True)
-class MsPlan:
-    count: int  # instances in the request
-    batches: list[MsBatch]
-    errors: dict[int, str]  # instance index -> error text
-
-
-def batch_instances(
-    instances: Sequence[Mapping[str, MsValue]], signature: Signature, *, servable: str, method: str
-) -> MsPlan:
-    """Check each instance against the model and group the good ones into inference calls.
-
-    A missing input fails the request (raises); a size or type mismatch fails its instance only.
-    Stacking: when every model input has a batch dimension (``TensorSpec.has_batch_dim``), an
-    instance value has the model shape without it (a leading 1 is accepted too) and instances of
-    equal shapes are stacked, in chunks no larger than the batch dimension allows (a static batch
-    of N is padded with copies of the chunk's first instance). When every input's first dimension
-    is a static 1, each instance runs alone as a batch of one; otherwise each instance runs alone
-    with the model's full shape.
-    """
-    specs = signature.inputs
-    for instance in instances:
-        for spec in specs:
-            if spec.name not in instance:
-                raise InvalidInput(
-                    f"Cannot find input {spec.name} in instance input , servable {servable}, "
-                    f"method {method}"
-                )
-    stack = bool(specs) and all(s.has_batch_dim for s in specs)
-    ones = bool(specs) and all(s.shape and s.shape[0].is_static and s.shape[0].min == 1
-                               for s in specs)
-    errors: dict[int, str] = {}
-    good: dict[int, dict[str, np.ndarray]] = {}
-    for index, instance in enumerate(instances):
-        fitted: dict[str, np.ndarray] = {}
-        for position, spec in enumerate(specs):
-            per = spec.shape[1:] if spec.shape is not None and (stack or ones) else spec.shape
-            result = _fit(instance[spec.name], position, spec, per)
-            if isinstance(result, str):
-                errors[index] = result
-                break
-            fitted[spec.name] = result
-        else:
-            good[index] = fitted
-    if not (stack or ones):
-        batches = [MsBatch((i,), inputs, False, 1) for i, inputs in good.items()]
-    elif ones:
-        batches = [MsBatch((i,), {k: v[np.newaxis] for k, v in inputs.items()}, True, 1)
-                   for i, inputs in good.items()]
-    else:
-        batches = _stacked(good, [s.shape[0] for s in specs if s.shape])
-    return MsPlan(len(instances), batches, errors)
-
-
-def _stacked(good: dict[int, dict[str, np.ndarray]], dims: list[Dim]) -> list[MsBatch]:
-    low = max(1, *(d.min for d in dims))
-    highs = [d.max for d in dims if d.max != -1]
-    high = min(highs) if highs else None
-    if high is not None and high < low:  # inputs disagree on the batch size: run one by one
-        low = high = 1
-    groups: dict[tuple[tuple[int, ...], ...], list[int]] = {}
-    for index, inputs in good.items():
-        groups.setdefault(tuple(a.shape for a in inputs.values()), []).append(index)
-    batches: list[MsBatch] = []
-    for indices in groups.values():
-        size = high or len(indices)
-        for start in range(0, len(indices), size):
-            chunk = indices[start : start + size]
-            rows = max(len(chunk), low)
-            members = chunk + [chunk[0]] * (rows - len(chunk))
-            inputs = {name: np.stack([good[i][name] for i in members])
-                      for name in good[chunk[0]]}
-            batches.append(MsBatch(tuple(chunk), inputs, True, rows))
-    return batches
-
-
-def _ms_type(value: MsValue) -> tuple[np.ndarray, str]:
-    """The value as an array (text as ``bytes`` objects) and its MindSpore type name."""
-    if isinstance(value, str | bytes):
-        value = np.array([value], dtype=object).reshape(())
-    if value.dtype != object:
-        return value, _kmsi(dtypes.precision_from_numpy(value.dtype))
-    flat = value.reshape(-1)
-    kind = "kMSI_String" if flat.size and isinstance(flat[0], str) else "kMSI_Bytes"
-    out = np.empty(flat.size, dtype=object)
-    out[:] = [v.encode() if isinstance(v, str) else v for v in flat]
-    return out.reshape(value.shape), kind
-
-
-def _fit(value: MsValue, index: int, spec: TensorSpec, per: tuple[Dim, ...] | None
-         ) -> np.ndarray | str:
-    """The value shaped for the model (per instance), or MindSpore's error text."""
-    array, got = _ms_type(value)
-    want = _kmsi(spec.precision)
-    type_error = (f"Given model input {index} data type {got} not match the data type {want} "
-                  "defined in model")
-    text_model = spec.precision == "STRING"
-    if (got in _TEXT_KMSI) != text_model:
-        return type_error
-    static = per is not None and all(d.is_static for d in per)
-    if not text_model:
-        if static and per is not None:
-            expected = _count(d.min for d in per) * spec.dtype.itemsize
-            if array.nbytes != expected:
-                return (f"Given model input {index} size {array.nbytes} not match the size "
-                        f"{expected} defined in model")
-        if got != want:
-            return type_error
-    shape = _shape_for(tuple(array.shape), per)
-    if shape is None:
-        model = [d.as_int() for d in per or ()]
-        return (f"Given model input {index} shape {list(array.shape)} not match the shape "
-                f"{model} defined in model")
-    return array.reshape(shape)
-
-
-def _shape_for(actual: tuple[int, ...], per: tuple[Dim, ...] | None) -> tuple[int, ...] | None:
-    if per is None:
-        return actual
-    if all(d.is_static for d in per):
-        target = tuple(d.min for d in per)
-        return target if _count(actual) == _count(target) else None
-    candidates = [actual, (1, *actual)]
-    if actual[:1] == (1,):
-        candidates.insert(1, actual[1:])
-    for shape in candidates:
-        if len(shape) == len(per) and all(d.accepts(n) for d, n in zip(per, shape, strict=True)):
-            return shape
-    return None
-
-
 # ---------------------------------------------------------------------------------- reply
-
-
-def collect_results(plan: MsPlan, outputs: Sequence[Mapping[str, np.ndarray] | str]
-                    ) -> list[MsResult]:
-    """Per-instance results in request order; ``outputs[k]`` answers ``plan.batches[k]`` (an
-    error text when that call failed)."""
-    results: list[MsResult] = ["" for _ in range(plan.count)]
-    for index, message in plan.errors.items():
-        results[index] = message
-    for batch, out in zip(plan.batches, outputs, strict=True):
-        for row, index in enumerate(batch.indices):
-            if isinstance(out, str):
-                results[index] = out
-                continue
-            results[index] = {
-                name: array[row] if batch.batched and array.ndim and array.shape[0] == batch.rows
-                else array
-                for name, array in out.items()
-            }
-    return results
 
 
 def encode_instances(results: Sequence[MsResult],

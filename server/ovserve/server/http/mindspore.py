@@ -17,7 +17,7 @@ import numpy as np
 
 from .. import errors
 from ..backend.base import InferTiming
-from ..codecs import mindspore
+from ..codecs import mindspore, mindspore_batch
 from ..served import ServedModel
 from .base import BodyHandler
 
@@ -81,11 +81,11 @@ class MindSporeHandler(BodyHandler):
                     raise errors.InvalidInput(mindspore.servable_unavailable(target)) from None
                 served_version = served.version
                 mindspore.check_method(target)
-                plan = mindspore.batch_instances(
+                plan = mindspore_batch.batch_instances(
                     instances, served.signature, servable=target.name, method=target.method
                 )
                 outputs = [await self._infer(served, batch.inputs) for batch in plan.batches]
-            results = mindspore.collect_results(plan, outputs)
+            results = mindspore_batch.collect_results(plan, outputs)
             response = await self.run_codec(len(body), mindspore.encode_instances, results)
         except errors.ServingError as exc:
             self.count(METHOD, name, served_version, ok=False)
