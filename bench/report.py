@@ -133,8 +133,8 @@ def render(report: Report) -> str:
         f"load(before)={m.get('load_before')}  load(after)={m.get('load_after')}",
         f"cpu: {m.get('cpu_model')}",
         f"generator: {m.get('generator')}, {m.get('connections')} connections, "
-        f"{m.get('duration_s')} s per case after {m.get('warmup_s')} s warm-up, "
-        f"nireq={m.get('nireq')}",
+        f"{m.get('duration_s')} s per case and target in {m.get('rounds', 1)} alternating "
+        f"rounds (median shown) after {m.get('warmup_s')} s warm-up, nireq={m.get('nireq')}",
         "",
         f"{'case':<34}{'target':<9}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
         f"{'body B':>10}{'resp B':>9}",

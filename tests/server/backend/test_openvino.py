@@ -721,3 +721,28 @@ async def test_inline_failure_is_an_inference_error_and_frees_the_request(
     out = await model.infer(add_inputs(1.0))
     np.testing.assert_array_equal(out["sum"], np.full((1, 2, 2), 2.0, F32))
     model.close()
+
+
+async def test_inline_size_limit_grows_with_the_calibrated_input(
+    backend: OpenVINOBackend, tmp_path: Path
+) -> None:
+    from ovserve.server.backend import openvino_model
+
+    # calibrated with one [3,96,96] float image: 110 592 bytes, so up to twice that runs inline
+    model = load(backend, ovtest_models.identity_model(tmp_path / "id", shape=(-1, 3, 96, 96)),
+                 nireq=1)
+    assert model.inline and openvino_model.INLINE_MAX_BYTES < 3 * 96 * 96 * 4
+    calls: list[int] = []
+    inline = model._infer_inline
+
+    def spy(inputs: Any, timing: Any) -> dict[str, np.ndarray]:
+        calls.append(next(iter(inputs.values())).shape[0])
+        return inline(inputs, timing)
+
+    model._infer_inline = spy  # type: ignore[method-assign]
+    for batch in (1, 2, 3):
+        x = np.full((batch, 3, 96, 96), batch, F32)
+        out = await model.infer({"x": x})
+        np.testing.assert_array_equal(next(iter(out.values())), x)
+    assert calls == [1, 2]  # batch 3 is over twice the calibrated size: the pool ran it
+    model.close()
