@@ -12,20 +12,21 @@ inference fails, so while requests run a light sweep (every few milliseconds) po
 ``wait_for(0)`` on them, which raises the failure; the error becomes ``InferenceFailed``.
 
 The inline path. For a tiny model the asynchronous round trip costs far more than the inference:
-``start_async`` releases the GIL, the completion callback needs it back on an OpenVINO thread,
-and ``call_soon_threadsafe`` wakes the loop, about 100-200 us of event-loop time under load
-against ~25 us for a synchronous ``infer()`` of a ``[4,2,2]`` add (measured on the 2-core
-development machines). So a request with at most ``INLINE_MAX_BYTES`` of input, arriving while a
-request of the pool is free and nobody waits, runs ``infer()`` synchronously on the loop, and its
-cost is measured as the process's CPU time during the call (the inference's own work on
-OpenVINO's threads; wall time would also count waiting for a core, which on a busy 2-core machine
-says nothing about the model). Whether a model starts on this path is decided while it loads,
-off the loop: :meth:`OpenVINOModel.calibrate` measures one inference on zeros (after a warming
-one), and only a model that cost at most ``INLINE_MAX_US`` starts inline. While the moving average
-of its inline calls stays within ``INLINE_MAX_US`` it keeps doing so; once it is above, inlining
-is off for this loaded model and every later call uses the pool. Samples enter the average capped
-at twice ``INLINE_MAX_US``, so one outlier does not end inlining, while a model that is really
-slower on real inputs leaves it within a few calls.
+``start_async`` releases the GIL, the completion callback needs it back on an OpenVINO thread, and
+``call_soon_threadsafe`` wakes the loop, about 100-200 us of event-loop time under load against
+~25 us for a synchronous ``infer()`` of a ``[4,2,2]`` add (measured on the 2-core development
+machines). So a request with at most ``INLINE_MAX_BYTES`` of input (or up to twice the input size
+the model was calibrated with, when that is more), arriving while no call waits for the pool, runs
+``infer()`` synchronously on the loop, on an infer request of its own (the pool's keep their
+completion callbacks), and its cost is measured as the process's CPU time during the call (the
+inference's own work on OpenVINO's threads; wall time would also count waiting for a core, which
+on a busy 2-core machine says nothing about the model). Whether a model starts on this path is
+decided while it loads, off the loop: :meth:`OpenVINOModel.calibrate` measures one inference on
+zeros (after a warming one), and only a model that cost at most ``INLINE_MAX_US`` starts inline.
+While the moving average of its inline calls stays within ``INLINE_MAX_US`` it keeps doing so;
+once it is above, inlining is off for this loaded model and every later call uses the pool.
+Samples enter the average capped at twice ``INLINE_MAX_US``, so one outlier does not end inlining,
+while a model that is really slower on real inputs leaves it within a few calls.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ def first_line(exc: BaseException) -> str:
 class _Slot:
     """One infer request of the pool and the call currently using it."""
 
-    __slots__ = ("__weakref__", "complete", "future", "inputs", "loop", "owned", "request")
+    __slots__ = ("__weakref__", "complete", "future", "inputs", "loop", "request")
 
     def __init__(self, request: Any) -> None:
         self.request = request
@@ -94,9 +95,6 @@ class _Slot:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.inputs: list[Any] | None = None  # keeps shared input memory alive while running
         self.complete: Any = None
-        # Inline path: per input, the array whose memory backs the request's input tensor, owned
-        # by the slot, so a request of the same shape is copied in without a new tensor.
-        self.owned: dict[int, np.ndarray] = {}
 
 
 _RawInferRequest = _pyopenvino.InferRequest  # the binding's class, under the Python wrapper
@@ -104,16 +102,20 @@ _NO_INPUTS: dict[int, Any] = {}
 _raw_infer_ok = True
 
 
-def _infer_sync(request: Any) -> None:
-    """``request.infer()`` without the wrapper's result dictionary (~5-10 us less a call)."""
+def _infer_sync(request: Any, copy: bool = False) -> list[np.ndarray] | None:
+    """``request.infer()`` through the binding itself (the Python wrapper's result dictionary
+    costs ~5-10 us a call). With ``copy``, the outputs as owned arrays in model order, or
+    ``None`` where the binding has another signature (then read them from the request)."""
     global _raw_infer_ok
     if _raw_infer_ok:
         try:
-            _RawInferRequest.infer(request, _NO_INPUTS, True, False)
-            return
+            results = _RawInferRequest.infer(request, _NO_INPUTS, not copy, False)
         except TypeError:  # another OpenVINO release, another signature: use the public call
             _raw_infer_ok = False
+        else:
+            return list(results.values()) if copy else None
     request.infer()
+    return None
 
 
 def _on_request_done(ref: weakref.ref[_Slot]) -> None:
@@ -165,9 +167,14 @@ class OpenVINOModel:
                          for i, s in enumerate(signature.outputs)]
         self._plain_inputs = all(k == _PLAIN for _, _, k in self._inputs)
         self._plain_outputs = all(k == _PLAIN for _, _, k in self._outputs)
+        self._output_names = [name for _, name, _ in self._outputs]
         self._inline = False  # until calibrate() measured the model as fast enough
         self._inline_us = 0.0  # moving average of inline calls, seeded by calibrate()
         self._inline_bytes = INLINE_MAX_BYTES  # calibrate() raises it to twice what it measured
+        self._inline_request: Any = None  # calibrate() creates it: one request, no callback
+        # per input, the array whose memory backs the inline request's input tensor, so a
+        # request of the same shape is copied in without a new tensor
+        self._inline_owned: dict[int, np.ndarray] = {}
 
     @property
     def active_requests(self) -> int:
@@ -180,7 +187,7 @@ class OpenVINOModel:
 
         On the inline path this returns without ever suspending the calling coroutine.
         """
-        if self._inline and self._free and not self._waiters:
+        if self._inline and not self._waiters:
             nbytes = 0
             for array in inputs.values():
                 nbytes += array.nbytes
@@ -208,7 +215,6 @@ class OpenVINOModel:
                 for i, tensor in enumerate(tensors):
                     request.set_input_tensor(i, tensor)
             slot.inputs = arrays  # shared tensors do not own their memory
-            slot.owned.clear()
             slot.future = future
             slot.loop = loop
             request.start_async()
@@ -243,14 +249,13 @@ class OpenVINOModel:
         self, inputs: Mapping[str, np.ndarray], timing: InferTiming | None
     ) -> dict[str, np.ndarray]:
         """A synchronous inference on the loop (the inline path of the module docstring)."""
-        slot = self._free.pop()
-        request = slot.request
+        request = self._inline_request
         self._active += 1
         started = time.perf_counter()
         cpu = time.process_time()
         try:
             if self._plain_inputs:
-                owned = slot.owned
+                owned = self._inline_owned
                 for i, (_, name, _) in enumerate(self._inputs):
                     array = inputs[name]
                     mine = owned.get(i)
@@ -260,14 +265,18 @@ class OpenVINOModel:
                         mine = owned[i] = np.array(array, order="C")
                         request.set_input_tensor(i, _Tensor(mine, True))
             else:
-                slot.owned.clear()
+                self._inline_owned.clear()
                 for i, tensor in enumerate(self._tensors(inputs)[0]):
                     request.set_input_tensor(i, tensor)
-            _infer_sync(request)
             if self._plain_outputs:
-                outputs = {name: request.get_output_tensor(i).data.copy()
-                           for i, name, _ in self._outputs}
+                copies = _infer_sync(request, copy=True)
+                if copies is not None and len(copies) == len(self._output_names):
+                    outputs = dict(zip(self._output_names, copies, strict=True))
+                else:
+                    outputs = {name: request.get_output_tensor(i).data.copy()
+                               for i, name, _ in self._outputs}
             else:
+                _infer_sync(request)
                 outputs = self._read_outputs(request)
         except Exception as exc:
             if isinstance(exc, KeyError):
@@ -277,7 +286,6 @@ class OpenVINOModel:
             raise InferenceFailed(ov_message(exc)) from None
         finally:
             self._active -= 1
-            self._put(slot)
         spent = (time.perf_counter() - started) * 1e6
         cost = (time.process_time() - cpu) * 1e6
         # a sample is capped, so one outlier cannot end inlining; a model that is really
@@ -301,8 +309,9 @@ class OpenVINOModel:
     @inline.setter
     def inline(self, value: bool) -> None:
         """``False``: every call uses the infer request pool; ``True``: inline small requests
-        again, while their measured average stays within ``INLINE_MAX_US``."""
-        self._inline = value
+        again (if :meth:`calibrate` succeeded), while their measured average stays within
+        ``INLINE_MAX_US``."""
+        self._inline = value and self._inline_request is not None
         self._inline_us = min(self._inline_us, INLINE_MAX_US) if value else self._inline_us
 
     def calibrate(self) -> float | None:
@@ -317,7 +326,9 @@ class OpenVINOModel:
             if spec.shape is None or spec.precision in _KINDS or dtype.kind not in "iufb":
                 return None
             inputs.append(np.zeros([max(1, d.min) for d in spec.shape], dtype=dtype))
-        request = self._slots[0].request
+        # Its own request, without the pool's completion callback: a synchronous infer() on a
+        # request with a Python callback hands the GIL to OpenVINO's thread and back (~20 us).
+        request = self._compiled.create_infer_request()
         try:
             for i, array in enumerate(inputs):
                 request.set_input_tensor(i, _Tensor(array, True))
@@ -328,8 +339,8 @@ class OpenVINOModel:
         except Exception as exc:  # a model that needs real data: no inline path, no harm done
             log.debug("Could not calibrate %s: %s", self.label, ov_message(exc))
             return None
-        finally:
-            self._slots[0].owned.clear()
+        self._inline_request = request
+        self._inline_owned = dict(enumerate(inputs))  # the zeros now back its input tensors
         self._inline_us = spent
         self._inline = spent <= INLINE_MAX_US
         # A request up to twice the calibrated size costs about twice as much at worst.
@@ -443,4 +454,7 @@ class OpenVINOModel:
                 slot.request.set_callback(_noop, None)
         self._slots = []
         self._free = []
+        self._inline = False
+        self._inline_request = None
+        self._inline_owned = {}
         self._compiled = None
