@@ -14,8 +14,8 @@ EXPECTED = {
     ("ovserve.io", "inferencemodels"): {"get", "list", "watch", "patch"},
     ("", "events"): {"create"},
     # ovserve: status, ownerReferences with blockOwnerDeletion, rendered children, pods
-    ("ovserve.io", "inferenceservers/status"): {"get", "patch"},
-    ("ovserve.io", "inferencemodels/status"): {"get", "patch"},
+    ("ovserve.io", "inferenceservers/status"): {"patch"},
+    ("ovserve.io", "inferencemodels/status"): {"patch"},
     ("ovserve.io", "inferenceservers/finalizers"): {"update"},
     ("", "configmaps"): {"get", "create", "patch"},
     ("", "services"): {"get", "create", "patch"},

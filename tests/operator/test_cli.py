@@ -24,6 +24,16 @@ def test_namespaces_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert parse_options([])[1] == ["ml", "staging"]
 
 
+def test_log_level_from_environment(monkeypatch: pytest.MonkeyPatch,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("LOG_LEVEL", "warning")
+    assert parse_options(["-n", "ml"])[0].log_level == "WARNING"
+    monkeypatch.setenv("LOG_LEVEL", "trace")  # would crash logging.setLevel later
+    with pytest.raises(SystemExit):
+        parse_options(["-n", "ml"])
+    assert "$LOG_LEVEL: 'TRACE' is not one of" in capsys.readouterr().err
+
+
 def test_all_namespaces() -> None:
     args, namespaces = parse_options(["--all-namespaces", "--status-interval", "5"])
     assert args.all_namespaces and namespaces == [] and args.status_interval == 5

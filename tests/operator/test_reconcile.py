@@ -215,6 +215,28 @@ def test_invalid_server_leaves_models_pending(kube: FakeKube, reconciler: Reconc
     assert outcome.server_error and "exactly one of" in outcome.server_error
     assert model_status(kube)["message"].startswith("InferenceServer 'default' is invalid:")
     assert kube.children == {}
+    writes = len(kube.statuses)
+    reconciler.reconcile_server("ml", "default")  # e.g. the refresh timer: nothing new
+    assert len(kube.statuses) == writes
+
+
+def test_server_and_models_are_read_under_the_servers_lock(
+        kube: FakeKube, reconciler: Reconciler, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A pass that read an older model list must not apply it after a newer pass.
+    kube.add(server_body())
+    kube.add(model_body("add"))
+    held: list[tuple[str, bool]] = []
+    lock = reconciler._lock("ml", "default")
+    for method in ("get_server", "list_models"):
+        real = getattr(kube, method)
+
+        def spy(*args: Any, _real: Any = real, _name: str = method) -> Any:
+            held.append((_name, lock.locked()))
+            return _real(*args)
+
+        monkeypatch.setattr(kube, method, spy)
+    reconciler.reconcile_server("ml", "default")
+    assert held == [("get_server", True), ("list_models", True)]
 
 
 def test_invalid_model_status(kube: FakeKube, reconciler: Reconciler) -> None:

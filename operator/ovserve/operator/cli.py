@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 from .reconcile import Settings
 
-EX_USAGE = 2
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "default 8080)")
     p.add_argument("--liveness-host", default="0.0.0.0", help="bind address of /healthz")
     p.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "INFO").upper(),
-                   choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="default INFO")
+                   choices=LOG_LEVELS, help="default INFO (or $LOG_LEVEL)")
     p.add_argument("--reload-timeout", type=float, default=defaults.reload_timeout,
                    metavar="S", help="give up waiting for pods to load a new config after S "
                    f"seconds and say so in status (default {defaults.reload_timeout:.0f})")
@@ -77,6 +77,8 @@ def parse_options(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace
                         ("--status-interval", args.status_interval)):
         if value <= 0:
             parser.error(f"{name} must be positive")
+    if args.log_level not in LOG_LEVELS:  # argparse does not check a default: $LOG_LEVEL
+        parser.error(f"$LOG_LEVEL: {args.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
     if not 0 <= args.liveness_port <= 65535:
         parser.error("--liveness-port must be 0..65535")
     return args, [n.strip() for n in namespaces]

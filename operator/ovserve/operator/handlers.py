@@ -11,8 +11,9 @@ Handlers (trigger -> what it does):
 * InferenceModel deleted (finalizer ``ovserve.io/finalizer``) -> reconcile its server without
   it and wait for the pods;
 * InferenceServer created, changed or resumed -> reconcile it;
-* InferenceServer deleted (no finalizer; its children go with their ownerReferences) -> mark
-  its models Pending;
+* InferenceServer deleted (its children go with their ownerReferences) -> mark its models
+  Pending; kopf puts the same finalizer on every InferenceServer because of the timer below,
+  so this runs before the object goes (the chart's pre-delete hook relies on it);
 * a timer on every InferenceServer -> reconcile it (new pods, restarts, deleted children,
   fresh status).
 

@@ -12,7 +12,8 @@ The pass, for server ``s`` in namespace ``ns``:
 1. read ``s``; if it is missing or being deleted, every model naming it becomes ``Pending``;
 2. decode every InferenceModel of ``ns`` whose ``spec.server`` is ``s`` (invalid ones are left
    out; their own handler reports them), render, and apply ConfigMap, Deployment and Service
-   (serialised per server, so concurrent handlers never write an older model list last);
+   (steps 1-2 are serialised per server, so concurrent handlers never write an older model
+   list last);
 3. handshake with every ready pod (:mod:`ovserve.operator.reload`); nudge stale pods with the
    annotations ``ovserve.io/config-hash``, ``ovserve.io/config-nudged-at`` (first nudge for that
    hash, epoch seconds) and ``ovserve.io/config-nudge`` (a counter, so each retry updates the
@@ -208,23 +209,25 @@ class Reconciler:
         ``attempt`` and ``elapsed`` come from kopf (retry count, handler runtime);
         ``wait_for_pods=False`` (a model's deletion) does not wait for pods to start.
         """
-        server_body = self.api.get_server(namespace, name)
-        if server_body is None or _meta(server_body).get("deletionTimestamp"):
-            return self._server_missing(
-                namespace, name,
-                f"InferenceServer {name!r} not found in namespace {namespace!r}; "
-                "the model waits for it")
-        try:
-            server = ServerSpec.from_body(server_body)
-        except SpecError as exc:
-            outcome = self._server_missing(namespace, name,
-                                           f"InferenceServer {name!r} is invalid: {exc}")
-            self.api.patch_status(SERVER_PLURAL, namespace, name, {
-                "message": f"invalid spec: {exc}", "configHash": "", "models": 0})
-            return Outcome(name, None, outcome.states, server_error=str(exc))
-
-        models, bodies = self._models_of(namespace, name)
+        # Read, render and apply under the server's lock: a pass that read an older server
+        # or model list can never apply it after a pass that read a newer one.
         with self._lock(namespace, name):
+            server_body = self.api.get_server(namespace, name)
+            if server_body is None or _meta(server_body).get("deletionTimestamp"):
+                return self._server_missing(
+                    namespace, name,
+                    f"InferenceServer {name!r} not found in namespace {namespace!r}; "
+                    "the model waits for it")
+            try:
+                server = ServerSpec.from_body(server_body)
+            except SpecError as exc:
+                outcome = self._server_missing(namespace, name,
+                                               f"InferenceServer {name!r} is invalid: {exc}")
+                self._write(SERVER_PLURAL, server_body, {
+                    "message": f"invalid spec: {exc}", "configHash": "", "models": 0})
+                return Outcome(name, None, outcome.states, server_error=str(exc))
+
+            models, bodies = self._models_of(namespace, name)
             rendered = render.render_server(server, models)
             self.api.apply(rendered.config_map)
             self.api.apply(rendered.deployment)
