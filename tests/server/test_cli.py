@@ -37,6 +37,7 @@ def parse(*argv: str) -> object:
         (("--rest_port", "9000", "--model_name", "m", "--model_path", "/m", "--shape", "(1,x)"), "--shape: The provided shape is in wrong format"),
         (("--rest_port", "9000", "--config_path", "c.json", "--ssl_certificate", "c.pem"), "--ssl_certificate and --ssl_private_key must be given together"),
         (("--rest_port", "9000", "--demo", "--config_path", "c.json"), "--demo is exclusive"),
+        (("--rest_port", "9000", "--config_path", "c.json", "--ssl_certificate", "/no/cert.pem", "--ssl_private_key", "/no/key.pem"), "cannot use the TLS files"),
     ],
     ids=lambda v: " ".join(v) if isinstance(v, tuple) else v[:30],
 )

@@ -98,6 +98,7 @@ class Settings:
     args: argparse.Namespace
     single_model: ModelConfig | None
     metrics_names: tuple[str, ...] | None
+    tls: ssl.SSLContext | None = None
 
 
 _MODEL_FLAGS = ("batch_size", "shape", "layout", "model_version_policy", "nireq",
@@ -182,7 +183,11 @@ def validate(args: argparse.Namespace) -> Settings:
         raise UsageError("--ssl_certificate and --ssl_private_key must be given together")
     if args.ssl_ca_certificate and not args.ssl_certificate:
         raise UsageError("--ssl_ca_certificate requires --ssl_certificate and --ssl_private_key")
-    return Settings(args=args, single_model=single, metrics_names=names)
+    try:
+        tls = ssl_context(args)
+    except (OSError, ssl.SSLError) as exc:  # missing file, bad PEM, key not matching the cert
+        raise UsageError(f"cannot use the TLS files: {exc}") from None
+    return Settings(args=args, single_model=single, metrics_names=names, tls=tls)
 
 
 def setup_logging(level: str, path: str | None) -> None:
@@ -248,7 +253,7 @@ async def serve(settings: Settings) -> int:
     )
     server = tornado.httpserver.HTTPServer(
         make_app(deps),
-        ssl_options=ssl_context(args),
+        ssl_options=settings.tls,
         max_body_size=deps.max_body_bytes,
         idle_connection_timeout=3600,
     )

@@ -65,6 +65,11 @@ def prepare_inputs(inputs: dict[str, np.ndarray], signature: Signature) -> dict[
     return prepared
 
 
+def has_bytes(inputs: dict[str, np.ndarray]) -> bool:
+    """Whether :func:`prepare_inputs` may have images or strings to decode (slow work)."""
+    return any(array.dtype.kind in ("O", "S", "U") for array in inputs.values())
+
+
 def _items(array: np.ndarray) -> list[bytes]:
     return [item.encode() if isinstance(item, str) else bytes(item) for item in array.reshape(-1)]
 

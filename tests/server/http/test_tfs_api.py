@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+from http.client import HTTPConnection
 
 import numpy as np
 import pytest
@@ -80,6 +81,47 @@ def test_url_and_method_errors(
     r = http.request(method, server.url + path, data=b"{}" if method != "GET" else None, timeout=10)
     assert r.status_code == status, r.text
     assert r.json() == {"error": error}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", "/v1/models/add:predict", 406),
+        ("PUT", "/v2/models/add/infer", 406),
+        ("GET", "/v1/config/reload", 406),
+        ("GET", "/model/add:predict", 200),  # MindSpore's "only support POST" answer
+    ],
+)
+def test_refused_method_on_a_body_route_announces_the_close(
+    server: ServerProcess, method: str, path: str, status: int
+) -> None:
+    """A body route refuses a method before reading the body, and Tornado then drops the
+    connection: the answer must say ``Connection: close`` so a keep-alive client does not reuse it.
+    """
+    conn = HTTPConnection(server.host, server.port, timeout=10)
+    try:
+        conn.request(method, path)
+        r = conn.getresponse()
+        r.read()
+        assert r.status == status
+        assert r.getheader("Connection") == "close"
+        assert r.will_close
+    finally:
+        conn.close()
+
+
+def test_served_post_keeps_the_connection_alive(server: ServerProcess) -> None:
+    conn = HTTPConnection(server.host, server.port, timeout=10)
+    try:
+        for _ in range(2):
+            conn.request("POST", "/v1/models/add:predict",
+                         json.dumps({"inputs": {"a": [[[1, 2], [3, 4]]], "b": [[[1, 2], [3, 4]]]}}))
+            r = conn.getresponse()
+            r.read()
+            assert r.getheader("Connection") is None
+            assert not r.will_close
+    finally:
+        conn.close()
 
 
 def test_label_is_accepted_and_ignored(http: requests.Session, server: ServerProcess) -> None:

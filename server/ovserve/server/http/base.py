@@ -183,7 +183,11 @@ class BaseHandler(tornado.web.RequestHandler):
         if self.request.method == "OPTIONS":
             return
         if self.request.method not in self.ALLOWED:
-            self.send(self.encode_error("Unsupported method"), 406)
+            self.refuse_method()
+
+    def refuse_method(self) -> None:
+        """Answer a method the route does not allow (OVMS: ``406 Unsupported method``)."""
+        self.send(self.encode_error("Unsupported method"), 406)
 
     def options(self, *args: str) -> None:
         cors = self.deps.cors
@@ -234,9 +238,13 @@ class BodyHandler(BaseHandler):
         self._chunks = []
         self._size = 0
         self._too_large = False
+        # An answer given here (a refused method) goes out before the body is read, and Tornado
+        # then closes the connection: say so, or a keep-alive client reuses a dead connection.
+        self.set_header("Connection", "close")
         super().prepare()
         if self._finished:
             return
+        self.clear_header("Connection")
         set_limit = getattr(self.request.connection, "set_max_body_size", None)
         if set_limit is not None:  # HTTP1Connection; before the body is read. See the docstring
             set_limit(sys.maxsize)

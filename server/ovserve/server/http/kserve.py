@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 from .. import errors
 from ..backend.base import InferTiming
 from ..codecs import kserve_v2
-from ..images import prepare_inputs
+from ..images import has_bytes, prepare_inputs
 from .base import BaseHandler, BodyHandler
 from .tfs import STATUS, check_name, parse_version
 
@@ -105,7 +105,10 @@ class InferHandler(BodyHandler, V2Handler):
                 request = await self.run_codec(
                     json_size, kserve_v2.decode_infer, body, header_length, served.signature
                 )
-                inputs = prepare_inputs(request.inputs, served.signature)
+                inputs = await self.run_codec(
+                    len(body) if has_bytes(request.inputs) else 0,  # images decode off the loop
+                    prepare_inputs, request.inputs, served.signature,
+                )
                 timing = InferTiming()
                 outputs = await served.infer(inputs, timing)
             response, json_length = await self.run_codec(

@@ -43,11 +43,8 @@ class MindSporeHandler(BodyHandler):
     def too_large_status(self) -> int:
         return 200
 
-    def prepare(self) -> None:
-        if self.request.method not in ("POST", "OPTIONS"):
-            self.send(self.encode_error("http message only support POST right now"))
-            return
-        super().prepare()
+    def refuse_method(self) -> None:
+        self.send(self.encode_error("http message only support POST right now"))
 
     async def _infer(
         self, served: ServedModel, inputs: dict[str, np.ndarray]

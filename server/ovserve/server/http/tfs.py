@@ -16,6 +16,7 @@ bytes the server has applied (the operator's handshake relies on it).
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import ClassVar
 
@@ -23,10 +24,11 @@ from .. import errors
 from ..backend.base import InferTiming
 from ..codecs import tfs
 from ..config import ConfigError
-from ..images import prepare_inputs
+from ..images import has_bytes, prepare_inputs
 from ..manager import ConfigFileError
 from .base import CONFIG_HASH_HEADER, BaseHandler, BodyHandler
 
+log = logging.getLogger("ovserve.server.http")
 API = "TensorFlowServing"
 INT64_MAX = 2**63 - 1
 
@@ -118,7 +120,10 @@ class PredictHandler(BodyHandler, TfsHandler):
             async with self.deps.manager.use(name, parse_version(version)) as served:
                 served_version = served.version
                 request = await self.run_codec(len(body), tfs.decode_predict, body, served.signature)
-                inputs = prepare_inputs(request.inputs, served.signature)
+                inputs = await self.run_codec(
+                    len(body) if has_bytes(request.inputs) else 0,  # images decode off the loop
+                    prepare_inputs, request.inputs, served.signature,
+                )
                 timing = InferTiming()
                 outputs = await served.infer(inputs, timing)
             response = await self.run_codec(len(body), tfs.encode_predict, outputs, request.row)
@@ -148,10 +153,9 @@ class ConfigReloadHandler(BodyHandler, TfsHandler):
         except ConfigError as exc:
             self._failed(f"Reloading config file failed. Check server logs for more info. - {exc}", 412)
             return
-        except errors.ServingError as exc:
-            self._failed(
-                f"Reloading models versions failed. Check server logs for more info. - {exc}", 500
-            )
+        except Exception:  # a bug or an I/O failure while applying versions
+            log.exception("Reloading models versions failed")
+            self._failed("Reloading models versions failed. Check server logs for more info.", 500)
             return
         if metrics is not None:
             metrics.observe_reload(ok=True)
