@@ -632,6 +632,16 @@ def test_unclosed_model_is_collected(backend: OpenVINOBackend, tmp_path: Path) -
 # ------------------------------------------------------------------ the inline path
 
 
+@pytest.fixture
+def roomy_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CPU budget no machine misses, so these tests check the mechanics, not this machine's
+    speed (calibration on a busy CI runner can cost more than the real 500 us)."""
+    from ovserve.server.backend import openvino_model
+
+    monkeypatch.setattr(openvino_model, "INLINE_MAX_US", 1e9)
+
+
+@pytest.mark.usefixtures("roomy_budget")
 async def test_small_requests_run_inline_with_exact_results(
     backend: OpenVINOBackend, tmp_path: Path
 ) -> None:
@@ -654,6 +664,7 @@ async def test_small_requests_run_inline_with_exact_results(
     model.close()
 
 
+@pytest.mark.usefixtures("roomy_budget")
 async def test_inputs_are_copied_so_callers_may_reuse_their_arrays(
     backend: OpenVINOBackend, tmp_path: Path
 ) -> None:
@@ -672,15 +683,17 @@ async def test_a_model_slower_than_the_budget_leaves_the_inline_path(
 ) -> None:
     from ovserve.server.backend import openvino_model
 
+    monkeypatch.setattr(openvino_model, "INLINE_MAX_US", 1e9)
     model = load(backend, ovtest_models.add_model(tmp_path / "add"), nireq=1)
-    assert model.inline  # calibrated at load: a [1,2,2] add takes microseconds
+    assert model.inline  # calibrated at load within the budget
     monkeypatch.setattr(openvino_model, "INLINE_MAX_US", 0.001)  # every model is "slow" now
     calls = 0
     while model.inline and calls < 20:
         out = await model.infer(add_inputs(float(calls)))
         np.testing.assert_array_equal(out["sum"], np.full((1, 2, 2), calls + 1, F32))
         calls += 1
-    assert not model.inline and calls <= 3, calls  # capped samples still pull it over quickly
+    # the median of the calls so far (the calibration is one) passes the budget on the 1st call
+    assert not model.inline and calls <= 5, calls
     out = await model.infer(add_inputs(7.0))  # the pool answers the same
     np.testing.assert_array_equal(out["sum"], np.full((1, 2, 2), 8.0, F32))
     model.close()
@@ -697,6 +710,7 @@ async def test_models_that_cannot_be_calibrated_use_the_pool(
     model.close()
 
 
+@pytest.mark.usefixtures("roomy_budget")
 async def test_large_inputs_never_run_inline(backend: OpenVINOBackend, tmp_path: Path) -> None:
     from ovserve.server.backend import openvino_model
 
@@ -710,6 +724,7 @@ async def test_large_inputs_never_run_inline(backend: OpenVINOBackend, tmp_path:
     model.close()
 
 
+@pytest.mark.usefixtures("roomy_budget")
 async def test_inline_failure_is_an_inference_error_and_frees_the_request(
     backend: OpenVINOBackend, tmp_path: Path
 ) -> None:
@@ -723,6 +738,7 @@ async def test_inline_failure_is_an_inference_error_and_frees_the_request(
     model.close()
 
 
+@pytest.mark.usefixtures("roomy_budget")
 async def test_inline_size_limit_grows_with_the_calibrated_input(
     backend: OpenVINOBackend, tmp_path: Path
 ) -> None:

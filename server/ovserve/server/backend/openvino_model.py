@@ -23,10 +23,10 @@ inference's own work on OpenVINO's threads; wall time would also count waiting f
 on a busy 2-core machine says nothing about the model). Whether a model starts on this path is
 decided while it loads, off the loop: :meth:`OpenVINOModel.calibrate` measures one inference on
 zeros (after a warming one), and only a model that cost at most ``INLINE_MAX_US`` starts inline.
-While the moving average of its inline calls stays within ``INLINE_MAX_US`` it keeps doing so;
-once it is above, inlining is off for this loaded model and every later call uses the pool.
-Samples enter the average capped at twice ``INLINE_MAX_US``, so one outlier does not end inlining,
-while a model that is really slower on real inputs leaves it within a few calls.
+While the median cost of its last few inline calls stays within ``INLINE_MAX_US`` it keeps doing
+so; once it is above, inlining is off for this loaded model and every later call uses the pool.
+A median ignores the single calls of tens of milliseconds that a busy machine produces now and
+then, while a model that is really slower on real inputs leaves within about five calls.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ _SWEEP_MAX_SECONDS = 0.2
 # INLINE_MAX_US; one slower call switches the model to the pool for good.
 INLINE_MAX_BYTES = 64 * 1024
 INLINE_MAX_US = 500.0
-_INLINE_EMA = 0.1
+_INLINE_WINDOW = 9  # recent inline calls whose median decides (one outlier never does)
 
 # Per-tensor conversion kinds (decided once at load time, used on the hot path).
 _PLAIN, _BF16, _STRING = 0, 1, 2
@@ -169,7 +169,8 @@ class OpenVINOModel:
         self._plain_outputs = all(k == _PLAIN for _, _, k in self._outputs)
         self._output_names = [name for _, name, _ in self._outputs]
         self._inline = False  # until calibrate() measured the model as fast enough
-        self._inline_us = 0.0  # moving average of inline calls, seeded by calibrate()
+        self._inline_us = 0.0  # median cost of the recent inline calls (calibrate() seeds it)
+        self._inline_costs: collections.deque[float] = collections.deque(maxlen=_INLINE_WINDOW)
         self._inline_bytes = INLINE_MAX_BYTES  # calibrate() raises it to twice what it measured
         self._inline_request: Any = None  # calibrate() creates it: one request, no callback
         # per input, the array whose memory backs the inline request's input tensor, so a
@@ -288,14 +289,18 @@ class OpenVINOModel:
             self._active -= 1
         spent = (time.perf_counter() - started) * 1e6
         cost = (time.process_time() - cpu) * 1e6
-        # a sample is capped, so one outlier cannot end inlining; a model that is really
-        # slower than INLINE_MAX_US still pulls the average above it in a few calls
-        average = self._inline_us + _INLINE_EMA * (min(cost, 2 * INLINE_MAX_US) - self._inline_us)
-        self._inline_us = average
-        self._inline = average <= INLINE_MAX_US
+        # the median of the recent calls: scheduling hiccups on a busy machine (single calls of
+        # tens of ms were seen) do not end inlining; a model that is really slower than
+        # INLINE_MAX_US does within about half a window of calls
+        costs = self._inline_costs
+        costs.append(cost)
+        median = sorted(costs)[len(costs) // 2]
+        self._inline_us = median
+        self._inline = median <= INLINE_MAX_US
         if not self._inline:
-            log.info("Inference of %s costs %.0f us of CPU (average %.0f us): using the infer "
-                     "request pool from now on", self.label, cost, self._inline_us)
+            log.info("Inference of %s costs %.0f us of CPU (median of the last %d: %.0f us): "
+                     "using the infer request pool from now on", self.label, cost, len(costs),
+                     median)
         if timing is not None:
             timing.wait_us = 0.0
             timing.infer_us = spent
@@ -312,7 +317,8 @@ class OpenVINOModel:
         again (if :meth:`calibrate` succeeded), while their measured average stays within
         ``INLINE_MAX_US``."""
         self._inline = value and self._inline_request is not None
-        self._inline_us = min(self._inline_us, INLINE_MAX_US) if value else self._inline_us
+        if value:
+            self._inline_costs.clear()
 
     def calibrate(self) -> float | None:
         """Time one inference on zeros (after a first, warming one) and enable the inline path
@@ -342,6 +348,7 @@ class OpenVINOModel:
         self._inline_request = request
         self._inline_owned = dict(enumerate(inputs))  # the zeros now back its input tensors
         self._inline_us = spent
+        self._inline_costs.append(spent)
         self._inline = spent <= INLINE_MAX_US
         # A request up to twice the calibrated size costs about twice as much at worst.
         self._inline_bytes = max(INLINE_MAX_BYTES, 2 * sum(a.nbytes for a in inputs))
