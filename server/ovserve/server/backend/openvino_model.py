@@ -65,6 +65,7 @@ _SWEEP_MAX_SECONDS = 0.2
 INLINE_MAX_BYTES = 64 * 1024
 INLINE_MAX_US = 500.0
 _INLINE_WINDOW = 9  # recent inline calls whose median decides (one outlier never does)
+_INLINE_MIN_CALLS = 5
 
 # Per-tensor conversion kinds (decided once at load time, used on the hot path).
 _PLAIN, _BF16, _STRING = 0, 1, 2
@@ -296,7 +297,8 @@ class OpenVINOModel:
         costs.append(cost)
         median = sorted(costs)[len(costs) // 2]
         self._inline_us = median
-        self._inline = median <= INLINE_MAX_US
+        # decide on five calls at least (the calibration counts as one)
+        self._inline = len(costs) < _INLINE_MIN_CALLS or median <= INLINE_MAX_US
         if not self._inline:
             log.info("Inference of %s costs %.0f us of CPU (median of the last %d: %.0f us): "
                      "using the infer request pool from now on", self.label, cost, len(costs),
