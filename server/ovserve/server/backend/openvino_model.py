@@ -13,20 +13,20 @@ inference fails, so while requests run a light sweep (every few milliseconds) po
 
 The inline path. For a tiny model the asynchronous round trip costs far more than the inference:
 ``start_async`` releases the GIL, the completion callback needs it back on an OpenVINO thread, and
-``call_soon_threadsafe`` wakes the loop, about 100-200 us of event-loop time under load against
-~25 us for a synchronous ``infer()`` of a ``[4,2,2]`` add (measured on the 2-core development
-machines). So a request with at most ``INLINE_MAX_BYTES`` of input (or up to twice the input size
-the model was calibrated with, when that is more), arriving while no call waits for the pool, runs
-``infer()`` synchronously on the loop, on an infer request of its own (the pool's keep their
-completion callbacks), and its cost is measured as the process's CPU time during the call (the
-inference's own work on OpenVINO's threads; wall time would also count waiting for a core, which
-on a busy 2-core machine says nothing about the model). Whether a model starts on this path is
-decided while it loads, off the loop: :meth:`OpenVINOModel.calibrate` measures one inference on
+``call_soon_threadsafe`` wakes the loop: ~120 us of event-loop time a call under load (cProfile),
+against ~25 us for a synchronous ``infer()`` of a ``[4,2,2]`` add (measured on the 2-core
+development machines). So a request with at most ``INLINE_MAX_BYTES`` of input (or up to twice the
+input size the model was calibrated with, when that is more), arriving while no call waits for the
+pool, runs ``infer()`` synchronously on the loop, on an infer request of its own (the pool's keep
+their completion callbacks), and its cost is measured as the process's CPU time during the call
+(the inference's own work on OpenVINO's threads; wall time would also count waiting for a core,
+which on a busy 2-core machine says nothing about the model). Whether a model starts on this path
+is decided while it loads, off the loop: :meth:`OpenVINOModel.calibrate` measures one inference on
 zeros (after a warming one), and only a model that cost at most ``INLINE_MAX_US`` starts inline.
 While the median cost of its last few inline calls stays within ``INLINE_MAX_US`` it keeps doing
-so; once it is above, inlining is off for this loaded model and every later call uses the pool.
-A median ignores the single calls of tens of milliseconds that a busy machine produces now and
-then, while a model that is really slower on real inputs leaves within about five calls.
+so; once it is above, inlining is off for this loaded model and every later call uses the pool. A
+median ignores the single calls of tens of milliseconds that a busy machine produces now and then,
+while a model that is really slower on real inputs leaves within about five calls.
 """
 
 from __future__ import annotations
@@ -59,9 +59,9 @@ _Tensor = ov.Tensor
 _SWEEP_SECONDS = 0.005
 _SWEEP_MAX_SECONDS = 0.2
 
-# The inline path (see the module docstring): requests with at most INLINE_MAX_BYTES of input run
-# synchronously on the event loop while this model's measured inline time stays within
-# INLINE_MAX_US; one slower call switches the model to the pool for good.
+# The inline path (see the module docstring): requests with at most INLINE_MAX_BYTES of input (or
+# twice the calibrated input) run synchronously on the event loop while the median CPU cost of
+# this model's last _INLINE_WINDOW inline calls stays within INLINE_MAX_US.
 INLINE_MAX_BYTES = 64 * 1024
 INLINE_MAX_US = 500.0
 _INLINE_WINDOW = 9  # recent inline calls whose median decides (one outlier never does)
@@ -170,7 +170,6 @@ class OpenVINOModel:
         self._plain_outputs = all(k == _PLAIN for _, _, k in self._outputs)
         self._output_names = [name for _, name, _ in self._outputs]
         self._inline = False  # until calibrate() measured the model as fast enough
-        self._inline_us = 0.0  # median cost of the recent inline calls (calibrate() seeds it)
         self._inline_costs: collections.deque[float] = collections.deque(maxlen=_INLINE_WINDOW)
         self._inline_bytes = INLINE_MAX_BYTES  # calibrate() raises it to twice what it measured
         self._inline_request: Any = None  # calibrate() creates it: one request, no callback
@@ -256,20 +255,16 @@ class OpenVINOModel:
         started = time.perf_counter()
         cpu = time.process_time()
         try:
-            if self._plain_inputs:
-                owned = self._inline_owned
-                for i, (_, name, _) in enumerate(self._inputs):
-                    array = inputs[name]
-                    mine = owned.get(i)
-                    if mine is not None and mine.shape == array.shape and mine.dtype == array.dtype:
-                        mine[...] = array
-                    else:
-                        mine = owned[i] = np.array(array, order="C")
-                        request.set_input_tensor(i, _Tensor(mine, True))
-            else:
-                self._inline_owned.clear()
-                for i, tensor in enumerate(self._tensors(inputs)[0]):
-                    request.set_input_tensor(i, tensor)
+            # plain inputs only: calibrate() leaves models with BF16 or STRING inputs on the pool
+            owned = self._inline_owned
+            for i, (_, name, _) in enumerate(self._inputs):
+                array = inputs[name]
+                mine = owned.get(i)
+                if mine is not None and mine.shape == array.shape and mine.dtype == array.dtype:
+                    mine[...] = array
+                else:
+                    mine = owned[i] = np.array(array, order="C")
+                    request.set_input_tensor(i, _Tensor(mine, True))
             if self._plain_outputs:
                 copies = _infer_sync(request, copy=True)
                 if copies is not None and len(copies) == len(self._output_names):
@@ -296,7 +291,6 @@ class OpenVINOModel:
         costs = self._inline_costs
         costs.append(cost)
         median = sorted(costs)[len(costs) // 2]
-        self._inline_us = median
         # decide on five calls at least (the calibration counts as one)
         self._inline = len(costs) < _INLINE_MIN_CALLS or median <= INLINE_MAX_US
         if not self._inline:
@@ -316,16 +310,15 @@ class OpenVINOModel:
     @inline.setter
     def inline(self, value: bool) -> None:
         """``False``: every call uses the infer request pool; ``True``: inline small requests
-        again (if :meth:`calibrate` succeeded), while their measured average stays within
-        ``INLINE_MAX_US``."""
+        again (if :meth:`calibrate` succeeded), with a fresh window of measured costs."""
         self._inline = value and self._inline_request is not None
         if value:
             self._inline_costs.clear()
 
     def calibrate(self) -> float | None:
         """Time one inference on zeros (after a first, warming one) and enable the inline path
-        if it cost at most ``INLINE_MAX_US`` of CPU. Blocks: the backend calls it while loading, off the
-        event loop. Returns the CPU microseconds measured, or ``None`` when the model cannot be
+        if it cost at most ``INLINE_MAX_US`` of CPU. Blocks: the backend calls it while loading,
+        off the event loop. Returns the CPU microseconds measured, or ``None`` when the model cannot be
         calibrated (string or BF16 inputs, dynamic rank, a failing inference): it then always
         uses the pool."""
         inputs: list[np.ndarray] = []
@@ -334,8 +327,8 @@ class OpenVINOModel:
             if spec.shape is None or spec.precision in _KINDS or dtype.kind not in "iufb":
                 return None
             inputs.append(np.zeros([max(1, d.min) for d in spec.shape], dtype=dtype))
-        # Its own request, without the pool's completion callback: a synchronous infer() on a
-        # request with a Python callback hands the GIL to OpenVINO's thread and back (~20 us).
+        # The inline path gets a request of its own, so it never takes one from the pool (and
+        # needs no completion callback).
         request = self._compiled.create_infer_request()
         try:
             for i, array in enumerate(inputs):
@@ -349,7 +342,6 @@ class OpenVINOModel:
             return None
         self._inline_request = request
         self._inline_owned = dict(enumerate(inputs))  # the zeros now back its input tensors
-        self._inline_us = spent
         self._inline_costs.append(spent)
         self._inline = spent <= INLINE_MAX_US
         # A request up to twice the calibrated size costs about twice as much at worst.

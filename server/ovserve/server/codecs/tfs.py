@@ -199,7 +199,8 @@ def _plain_named_instances(
         return None
     names = list(instances[0])
     specs = [signature.input(name) for name in names]
-    if not names or any(spec is None or spec.dtype.kind != "f" for spec in specs):
+    dtypes = [spec.dtype for spec in specs if spec is not None and spec.dtype.kind == "f"]
+    if not names or len(dtypes) != len(names):
         return None
     key_quotes = sum(2 + name.count('"') for name in names)
     for instance in instances:
@@ -208,14 +209,13 @@ def _plain_named_instances(
     if spans.quotes != spans.outside + key_quotes * len(instances):
         return None
     inputs: dict[str, np.ndarray] = {}
-    for name, spec in zip(names, specs, strict=True):
-        assert spec is not None
+    for name, dtype in zip(names, dtypes, strict=True):
         values = [instance[name] for instance in instances]
         if not isinstance(values[0], list):
             return None
         try:
             with np.errstate(all="ignore"):
-                array = np.asarray(values, dtype=spec.dtype)
+                array = np.asarray(values, dtype=dtype)
         except (ValueError, TypeError, OverflowError):  # ragged: the general path says so
             return None
         if array.size == 0 or array.ndim < 2:
