@@ -18,7 +18,7 @@ help:
 	@echo "make bench      throughput/latency against the in-process OpenVINO limit and a bare Tornado floor"
 	@echo "make e2e        kind cluster end-to-end tests (needs Docker and kind)"
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml hatch_build.py server/ovserve/server/codecs/_numjson.c
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[server,operator,test,lint]'

@@ -231,6 +231,24 @@ def test_infer_json_is_byte_exact(http: requests.Session, server: ServerProcess)
     )
 
 
+def test_infer_large_json_body(http: requests.Session, server: ServerProcess) -> None:
+    # Over 64 KiB the "data" arrays are read by the C scanner (codecs/numjson.py).
+    rng = np.random.default_rng(8)
+    a = rng.random((4000, 2, 2), dtype=np.float32)
+    b = rng.random((4000, 2, 2), dtype=np.float32)
+    r = infer(http, server, "add", {"id": "big", "inputs": [tensor("a", a, "FP32"),
+                                                           tensor("b", b, "FP32", nested=True)]})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["id"] == "big" and out["outputs"][0]["shape"] == [4000, 2, 2]
+    assert np.array_equal(np.array(out["outputs"][0]["data"], dtype=np.float32).reshape(4000, 2, 2), a + b)
+    short = {"inputs": [tensor("a", a, "FP32"), {**tensor("b", b, "FP32"), "shape": [4001, 2, 2]}]}
+    r = infer(http, server, "add", short)
+    assert r.status_code == 400
+    assert r.json()["error"] == ("Invalid number of values in tensor proto container - Expected: 16004 "
+                                 "values; Actual: 16000 values; input name: b")
+
+
 def test_infer_flat_and_nested_data_agree(http: requests.Session, server: ServerProcess) -> None:
     rng = np.random.default_rng(7)
     a = rng.standard_normal((3, 2, 2)).astype(np.float32)

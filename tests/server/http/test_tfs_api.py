@@ -189,6 +189,32 @@ def test_predict_floats_round_trip_shortest(http: requests.Session, server: Serv
     assert np.array_equal(np.array(r.json()["outputs"], dtype=np.float32), np.array([[0.1, 1e-7, 3]], dtype=np.float32))
 
 
+def test_predict_large_bodies_in_every_layout(http: requests.Session, server: ServerProcess) -> None:
+    # Bodies over 64 KiB go through the C scanner (codecs/numjson.py): same answers.
+    rng = np.random.default_rng(11)
+    a = rng.random((3000, 2, 2), dtype=np.float32)
+    b = rng.standard_normal((3000, 2, 2)).astype(np.float32)
+    column = post(http, server, "/v1/models/add:predict", {"inputs": {"a": a.tolist(), "b": b.tolist()}})
+    assert column.status_code == 200, column.text
+    assert np.array_equal(np.array(column.json()["outputs"], dtype=np.float32), a + b)
+    x = rng.random((5000, 4), dtype=np.float32)
+    row = post(http, server, "/v1/models/multi:predict", {"instances": x.tolist()})
+    assert row.status_code == 200, row.text
+    predictions = row.json()["predictions"]
+    assert np.array_equal(np.array([p["double"] for p in predictions], dtype=np.float32), x * 2)
+    ints = rng.integers(-1000, 1000, (4000, 3))
+    scaled = post(http, server, "/v1/models/int32:predict", {"inputs": {"x": ints.tolist()}})
+    assert np.array_equal(np.array(scaled.json()["outputs"]), ints * 3)
+
+
+def test_predict_large_ragged_body_gets_the_usual_error(http: requests.Session, server: ServerProcess) -> None:
+    rows = np.random.default_rng(12).random((5000, 4)).tolist()
+    rows[-1] = rows[-1][:3]
+    r = post(http, server, "/v1/models/multi:predict", {"instances": rows})
+    assert r.status_code == 400
+    assert r.json() == {"error": "Could not parse instance content. Not valid ndarray detected"}
+
+
 def _png(width: int, height: int, color: tuple[int, int, int]) -> str:
     buf = io.BytesIO()
     Image.new("RGB", (width, height), color).save(buf, format="PNG")

@@ -61,7 +61,7 @@ import orjson
 
 from ..errors import InferenceFailed, InvalidInput, InvalidJson
 from ..types import Signature, TensorSpec
-from . import dtypes
+from . import dtypes, numjson
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 
@@ -79,6 +79,11 @@ BINARY_SIZE_INVALID = "binary_data_size parameter is invalid and cannot be parse
 Param = str | int | bool
 
 # numpy kinds a JSON array may hold for each datatype (FP16/BF16 are binary-only).
+_LARGE_JSON = 64 * 1024
+"""JSON bodies larger than this have their big numeric ``data`` arrays read by :mod:`.numjson`."""
+_MAX_DEPTH = 100
+"""Deeper bodies are left to orjson (and its own limit) entirely."""
+
 _JSON_KINDS = {
     "BOOL": "b", "FP32": "iuf", "FP64": "iuf",
     **{t: "iu" for t in ("UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64")},
@@ -127,7 +132,8 @@ def decode_infer(body: bytes, header_length: int | None, signature: Signature) -
     if end > len(body) or end < 0:
         raise InvalidInput(HEADER_EXCEEDED)
     view = memoryview(body)
-    doc = _loads(view[:end])
+    loaded = numjson.load(body, _MAX_DEPTH) if end == len(body) > _LARGE_JSON else None
+    doc = loaded[0] if loaded is not None else _loads(view[:end])
     if not isinstance(doc, dict):
         raise InvalidInput(NOT_OBJECT)
     request = V2Request()
@@ -372,10 +378,10 @@ def _parse_input(node: Any, only_one: bool) -> _Input:
     parameters = _parameters(node["parameters"]) if "parameters" in node else {}
     entry = _Input(node["name"], tuple(shape), datatype, parameters, None)
     if "data" in node:
-        data = node["data"]
-        if not isinstance(data, list):
+        data = node["data"]  # a list, or the array numjson read from a large body
+        if not isinstance(data, list | np.ndarray):
             raise InvalidInput(PARSE_INPUT)
-        if data:  # OVMS treats an empty "data" as absent: the bytes then come in binary form
+        if len(data):  # OVMS treats an empty "data" as absent: the bytes then come in binary form
             entry.values = _json_values(data, datatype)
             return entry
     if "binary_data_size" not in parameters and datatype == "BYTES" and (
@@ -385,9 +391,11 @@ def _parse_input(node: Any, only_one: bool) -> _Input:
     return entry
 
 
-def _json_values(data: list[Any], datatype: str) -> np.ndarray:
+def _json_values(data: list[Any] | np.ndarray, datatype: str) -> np.ndarray:
     """A flat array of ``datatype`` from JSON ``data``, with OVMS's per-element type rules."""
     if datatype == "BYTES":
+        if isinstance(data, np.ndarray):  # numbers (int64 or float64), never strings
+            raise InvalidInput(PARSE_INPUT)
         flat = _flatten(data)
         if not all(isinstance(v, str) for v in flat):
             raise InvalidInput(PARSE_INPUT)
@@ -397,10 +405,13 @@ def _json_values(data: list[Any], datatype: str) -> np.ndarray:
     kinds = _JSON_KINDS.get(datatype)
     if kinds is None:
         raise InvalidInput(UNSUPPORTED)
-    try:
-        array = np.array(data)
-    except ValueError:  # ragged nesting: OVMS only counts elements
-        array = np.array(_flatten(data))
+    if isinstance(data, np.ndarray):
+        array = data
+    else:
+        try:
+            array = np.array(data)
+        except ValueError:  # ragged nesting: OVMS only counts elements
+            array = np.array(_flatten(data))
     if array.size == 0:
         return np.empty(0, dtype=dtypes.BY_KSERVE[datatype].numpy)
     if array.dtype.kind not in kinds:

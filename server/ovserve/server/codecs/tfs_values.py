@@ -26,6 +26,7 @@ import orjson
 
 from .. import errors
 from ..types import PRECISION_TO_NUMPY, TensorSpec
+from . import numjson
 
 MAX_DEPTH = 100
 """Deepest nesting of arrays/objects accepted (OVMS's rapidjson limit)."""
@@ -77,9 +78,16 @@ class Context:
 
 
 def load_json(body: bytes) -> tuple[Any, Spans]:
-    """Parse ``body``; the :class:`Spans` say what it may hold."""
-    bools = _mentions(body, b"true", 2) or _mentions(body, b"false", 2)
-    literals = bools or _mentions(body, b"null", 2)
+    """Parse ``body``; the :class:`Spans` say what it may hold.
+
+    A large body's big numeric arrays come back as numpy arrays (int64 or float64) where their
+    lists were (:mod:`.numjson`); :func:`decode_value` takes both forms.
+    """
+    if len(body) > _SMALL_BODY:
+        loaded = numjson.load(body, MAX_DEPTH)
+        if loaded is not None:
+            doc, arrays, skeleton = loaded
+            return doc, _spans(skeleton, doc, markers=arrays)
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -89,10 +97,20 @@ def load_json(body: bytes) -> tuple[Any, Spans]:
     few = len(body) <= _SMALL_BODY and body.count(b"[") + body.count(b"{") <= MAX_DEPTH
     if not few and _depth(doc) > MAX_DEPTH:
         raise errors.InvalidJson(DEPTH_ERROR)
+    return doc, _spans(body, doc)
+
+
+def _spans(body: bytes, doc: Any, markers: int = 0) -> Spans:
+    """What ``body`` holds; ``markers``: how many numjson marker strings stand in it for arrays
+    (each two ``"``, no longer in ``doc``)."""
+    bools = _mentions(body, b"true", 2) or _mentions(body, b"false", 2)
+    literals = bools or _mentions(body, b"null", 2)
     quotes = -1 if literals else _quotes(body)
+    if quotes >= 0:
+        quotes -= 2 * markers
     outside = _quotes_outside_lists(doc) if quotes >= 0 else 0
-    return doc, Spans(bools=bools, plain=quotes >= 0 and quotes == outside, quotes=quotes,
-                      outside=outside)
+    return Spans(bools=bools, plain=quotes >= 0 and quotes == outside, quotes=quotes,
+                 outside=outside)
 
 
 def _mentions(body: bytes, word: bytes, pivot: int, limit: int = 256) -> bool:
@@ -173,7 +191,13 @@ def _invalid_json(body: bytes, exc: orjson.JSONDecodeError) -> errors.InvalidJso
 
 
 def decode_value(value: Any, spec: TensorSpec | None, context: Context) -> np.ndarray:
-    """One input's JSON value (nested list, number, b64 object, string) as a numpy array."""
+    """One input's JSON value (nested list, number, b64 object, string) as a numpy array.
+
+    ``value`` may also be an array :mod:`.numjson` took out of the body: int64 when every
+    number was an integer, else float64 (its first number had a fraction or an exponent).
+    """
+    if isinstance(value, np.ndarray):
+        return _cast(value, spec, context, value.dtype.kind == "i")
     if isinstance(value, list):
         return _from_list(value, spec, context)
     return _from_leaves([value], (), spec, context)
