@@ -8,6 +8,11 @@ inference. This is the most a Tornado server on this Python can do for the same 
 out, so ovserve's throughput divided by the floor's says how much of Tornado's budget ovserve's
 own work costs.
 
+Tornado's default settings, as the issue defines the floor, except ``--chunk-size`` (the pieces a
+body is read in; default Tornado's 64 KiB). ovserve reads bodies in 1 MiB pieces, which saves
+it ~45 trips through the loop on a 2.9 MB body; ``make bench BENCH_ARGS=--floor-chunk-size=1048576``
+measures against a floor with that setting too (docs/performance.md reports both).
+
 ``GET /ready`` answers ``ok`` once the app listens (the harness polls it).
 """
 
@@ -53,8 +58,9 @@ def load_responses(folder: Path) -> dict[str, bytes]:
     return {p.stem: p.read_bytes() for p in sorted(folder.glob("*.bin"))}
 
 
-async def serve(host: str, port: int, responses: dict[str, bytes]) -> None:
-    server = make_app(responses).listen(port, host, max_body_size=256 * 2**20)
+async def serve(host: str, port: int, responses: dict[str, bytes], chunk_size: int) -> None:
+    server = make_app(responses).listen(port, host, max_body_size=256 * 2**20,
+                                        chunk_size=chunk_size)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -68,8 +74,9 @@ def main() -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--responses", type=Path, required=True, help="folder of <case>.bin files")
+    p.add_argument("--chunk-size", type=int, default=65536, help="Tornado's chunk_size")
     args = p.parse_args()
-    asyncio.run(serve(args.host, args.port, load_responses(args.responses)))
+    asyncio.run(serve(args.host, args.port, load_responses(args.responses), args.chunk_size))
 
 
 if __name__ == "__main__":

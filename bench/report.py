@@ -134,7 +134,8 @@ def render(report: Report) -> str:
         f"cpu: {m.get('cpu_model')}",
         f"generator: {m.get('generator')}, {m.get('connections')} connections, "
         f"{m.get('duration_s')} s per case and target in {m.get('rounds', 1)} alternating "
-        f"rounds (median shown) after {m.get('warmup_s')} s warm-up, nireq={m.get('nireq')}",
+        f"rounds (median shown) after {m.get('warmup_s')} s warm-up, nireq={m.get('nireq')}, "
+        f"floor chunk_size={m.get('floor_chunk_size', 65536)}",
         "",
         f"{'case':<34}{'target':<9}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
         f"{'body B':>10}{'resp B':>9}",

@@ -256,6 +256,9 @@ async def serve(settings: Settings) -> int:
         ssl_options=settings.tls,
         max_body_size=deps.max_body_bytes,
         idle_connection_timeout=3600,
+        # Read a body in pieces of up to 1 MiB (Tornado's default is 64 KiB): a 600 KB tensor then
+        # reaches the handler in one or two pieces instead of ten, each a trip through the loop.
+        chunk_size=1 << 20,
     )
     server.listen(args.rest_port, address=args.rest_bind_address, reuse_port=False)
     scheme = "https" if args.ssl_certificate else "http"
