@@ -142,6 +142,16 @@ def _shape_text(shape: tuple[int, ...]) -> str:
     return "(" + ",".join(str(d) for d in shape) + ")"
 
 
+def _fits(dims: tuple[Dim, ...], shape: tuple[int, ...]) -> bool:
+    """Whether each size is one its dimension accepts (same rank)."""
+    # a loop, not all(<generator>): this runs per input of every request, and the generator
+    # costs ~0.5 us more a call
+    for dim, n in zip(dims, shape, strict=True):  # noqa: SIM110
+        if not dim.accepts(n):
+            return False
+    return True
+
+
 def validate_inputs(inputs: Mapping[str, np.ndarray], signature: Signature) -> None:
     """Check names, counts, ranks, batch sizes, shapes and precisions, with OVMS's texts."""
     for spec in signature.inputs:
@@ -161,12 +171,14 @@ def validate_inputs(inputs: Mapping[str, np.ndarray], signature: Signature) -> N
             )
         if spec.shape is None:
             continue
-        actual = tuple(int(d) for d in array.shape)
+        actual: tuple[int, ...] = array.shape
         if len(actual) != len(spec.shape):
             raise InvalidInput(
                 f"Invalid number of shape dimensions - Expected: {spec.shape_text()}; "
                 f"Actual: {_shape_text(actual)}; input name: {spec.name}"
             )
+        if _fits(spec.shape, actual):  # the common case, without the generators below
+            continue
         if spec.shape and not spec.shape[0].accepts(actual[0]) and spec.layout[:1] == "N":
             raise InvalidInput(
                 f"Invalid input batch size - Expected: {spec.shape[0]}; Actual: {actual[0]}; "
