@@ -180,10 +180,13 @@ class BaseHandler(tornado.web.RequestHandler):
     # ------------------------------------------------------------------ method checks, CORS
 
     def prepare(self) -> None:
-        if self.request.method == "OPTIONS":
-            return
-        if self.request.method not in self.ALLOWED:
+        if not self.method_allowed():
             self.refuse_method()
+
+    def method_allowed(self) -> bool:
+        """``OPTIONS`` (CORS preflight) or one of ``ALLOWED``."""
+        method = self.request.method
+        return method == "OPTIONS" or method in self.ALLOWED
 
     def refuse_method(self) -> None:
         """Answer a method the route does not allow (OVMS: ``406 Unsupported method``)."""
@@ -238,13 +241,12 @@ class BodyHandler(BaseHandler):
         self._chunks = []
         self._size = 0
         self._too_large = False
-        # An answer given here (a refused method) goes out before the body is read, and Tornado
-        # then closes the connection: say so, or a keep-alive client reuses a dead connection.
-        self.set_header("Connection", "close")
-        super().prepare()
-        if self._finished:
+        if not self.method_allowed():  # BaseHandler.prepare's check, plus a header:
+            # this answer goes out before the body is read, and Tornado then closes the
+            # connection: say so, or a keep-alive client reuses a dead connection.
+            self.set_header("Connection", "close")
+            self.refuse_method()
             return
-        self.clear_header("Connection")
         set_limit = getattr(self.request.connection, "set_max_body_size", None)
         if set_limit is not None:  # HTTP1Connection; before the body is read. See the docstring
             set_limit(sys.maxsize)
