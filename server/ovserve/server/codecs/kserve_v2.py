@@ -62,6 +62,7 @@ import orjson
 from ..errors import InferenceFailed, InvalidInput, InvalidJson
 from ..types import Signature, TensorSpec
 from . import dtypes, numjson
+from .rapidjson_errors import invalid_json_text
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 
@@ -229,111 +230,7 @@ def _loads(data: memoryview) -> Any:
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError as exc:
-        raise InvalidJson(json_error_text(exc, bytes(data))) from None
-
-
-def json_error_text(exc: orjson.JSONDecodeError, doc: bytes) -> str:
-    """OVMS's ``The file is not valid json - Error: <rapidjson message> Offset: <n>``.
-
-    rapidjson's message is derived from orjson's (exact for the common cases: empty document,
-    invalid value or literal, missing comma/colon/name, trailing content, a document cut short).
-    """
-    msg, pos = exc.msg, exc.pos
-    text = "Invalid value."
-    if "empty" in msg:
-        text, pos = "The document is empty.", len(doc)
-    elif "end of data" in msg:
-        text, pos = _truncated_text(doc)
-    elif msg.startswith("invalid literal"):
-        literal = msg.rsplit("'", 2)[-2] if msg.count("'") >= 2 else ""
-        pos += _common_prefix(doc[pos : pos + len(literal)], literal.encode())
-    elif "expected ',' or ']'" in msg:
-        text = "Missing a comma or ']' after an array element."
-    elif "expected ',' or '}'" in msg:
-        text = "Missing a comma or '}' after an object member."
-    elif "expected ':'" in msg:
-        text = "Missing a colon after a name of object member."
-    elif "string key" in msg:
-        text = "Missing a name for object member."
-    elif "after document" in msg:
-        text = "The document root must not be followed by other values."
-    elif "trailing comma" in msg:
-        pos += 1
-        while pos < len(doc) and doc[pos : pos + 1] in (b" ", b"\t", b"\n", b"\r"):
-            pos += 1
-        if doc[pos : pos + 1] == b"}":
-            text = "Missing a name for object member."
-    return f"The file is not valid json - Error: {text} Offset: {pos}"
-
-
-def _truncated_text(doc: bytes) -> tuple[str, int]:
-    """rapidjson's message and offset for a document that ends too early (a cut body or a too
-    small ``Inference-Header-Content-Length``), from what the prefix leaves open."""
-    stack: list[int] = []  # ord("{") / ord("[") of the open containers
-    last = "value"  # the last token: open, comma, colon, key, value
-    in_string = escape = is_key = False
-    scalar_start = -1  # where the number or literal the document ends in starts
-    for i, byte in enumerate(doc):
-        if in_string:
-            if escape:
-                escape = False
-            elif byte == 0x5C:  # backslash
-                escape = True
-            elif byte == 0x22:
-                in_string = False
-                last = "key" if is_key else "value"
-            continue
-        scalar_start = -1 if byte in b'{}[],:" \t\r\n' else scalar_start
-        if byte == 0x22:
-            in_string = True
-            is_key = bool(stack) and stack[-1] == 0x7B and last in ("open", "comma")
-        elif byte in b"{[":
-            stack.append(byte)
-            last = "open"
-        elif byte in b"}]":
-            if stack:
-                stack.pop()
-            last = "value"
-        elif byte == 0x2C:
-            last = "comma"
-        elif byte == 0x3A:
-            last = "colon"
-        elif byte not in b" \t\r\n":
-            if scalar_start < 0:
-                scalar_start = i
-            last = "value"
-    end = len(doc)
-    if in_string:
-        if escape:
-            return "Invalid escape character in string.", end - 1
-        return "Missing a closing quotation mark in string.", end
-    if scalar_start >= 0:  # the document ends inside a number or a literal
-        scalar = doc[scalar_start:]
-        if scalar[:1] in (b"t", b"f", b"n") or scalar == b"-":
-            return "Invalid value.", end
-        if scalar.endswith(b"."):
-            return "Miss fraction part in number.", end
-        if scalar[-1:] in (b"e", b"E", b"+", b"-"):
-            return "Miss exponent in number.", end
-    inside_object = bool(stack) and stack[-1] == 0x7B
-    if last in ("open", "comma"):
-        text = "Missing a name for object member." if inside_object else "Invalid value."
-    elif last == "key":
-        text = "Missing a colon after a name of object member."
-    elif last == "colon" or not stack:
-        text = "Invalid value."
-    elif inside_object:
-        text = "Missing a comma or '}' after an object member."
-    else:
-        text = "Missing a comma or ']' after an array element."
-    return text, end
-
-
-def _common_prefix(a: bytes, b: bytes) -> int:
-    n = 0
-    while n < len(a) and n < len(b) and a[n] == b[n]:
-        n += 1
-    return n
+        raise InvalidJson(invalid_json_text(exc, bytes(data))) from None
 
 
 def _parameters(node: Any) -> dict[str, Param]:

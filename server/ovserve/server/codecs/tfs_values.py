@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -27,31 +26,14 @@ import orjson
 from .. import errors
 from ..types import PRECISION_TO_NUMPY, TensorSpec
 from . import numjson
+from .rapidjson_errors import invalid_json_text
 
 MAX_DEPTH = 100
 """Deepest nesting of arrays/objects accepted (OVMS's rapidjson limit)."""
 DEPTH_ERROR = "JSON nesting depth exceeds the allowed limit"
 _SMALL_BODY = 64 * 1024
-_INVALID_JSON = "The file is not valid json"
 _STRING_PRECISIONS = ("U8", "STRING")
 _OBJECT = np.dtype(object)
-
-# orjson message fragment -> rapidjson's message (GetParseError_En).
-_RAPIDJSON = (
-    ("empty", "The document is empty."),
-    ("after document", "The document root must not be followed by other values."),
-    ("string key", "Missing a name for object member."),
-    ("':' after key", "Missing a colon after a name of object member."),
-    ("',' or '}'", "Missing a comma or '}' after an object member."),
-    ("',' or ']'", "Missing a comma or ']' after an array element."),
-    ("escape", "Invalid escape character in string."),
-    ("surrogate", "The surrogate pair in string is invalid."),
-    ("control character", "Invalid encoding in string."),
-    ("UTF-8", "Invalid encoding in string."),
-    ("decimal point", "Miss fraction part in number."),
-    ("exponent", "Miss exponent in number."),
-)
-
 
 class Spans:
     """What :func:`load_json` found out about a body, for the fast paths of the decoders."""
@@ -172,19 +154,9 @@ def _depth(doc: Any) -> int:
 
 
 def _invalid_json(body: bytes, exc: orjson.JSONDecodeError) -> errors.InvalidJson:
-    message = str(exc.msg)
-    if "depth" in message:
+    if "depth" in str(exc.msg):
         return errors.InvalidJson(DEPTH_ERROR)
-    offset = len(body.decode("utf-8", errors="replace")[: exc.pos].encode())
-    text = next((ours for theirs, ours in _RAPIDJSON if theirs in message), "Invalid value.")
-    if "empty" in message:
-        offset = len(body)
-    elif "trailing comma" in message:
-        following = re.compile(rb"[^ \t\r\n]").search(body, offset + 1)
-        offset = following.start() if following else len(body)
-        if following and following.group() == b"}":
-            text = "Missing a name for object member."
-    return errors.InvalidJson(f"{_INVALID_JSON} - Error: {text} Offset: {offset}")
+    return errors.InvalidJson(invalid_json_text(exc, body))
 
 
 # ---------------------------------------------------------------------------- values -> arrays
