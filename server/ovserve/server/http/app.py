@@ -23,6 +23,11 @@ def routes(deps: Deps) -> list[tuple[str, type[tornado.web.RequestHandler], dict
         *mindspore.ROUTES,
         (r"/metrics", MetricsHandler),
     ]
+    # Inference routes first: Tornado tries the rules in order, each miss costs a regex match,
+    # and these requests are the ones that need speed (a v2 inference passed 9 rules, ~4 us).
+    # The order changes no match: the dialects' URL spaces (/v1/, /v2/, /model/) are disjoint,
+    # and no URL an inference route matches is matched by a route of its dialect that it passes.
+    table.sort(key=lambda route: route[1] not in (tfs.PredictHandler, kserve.InferHandler))
     args = {"deps": deps}
     return [(pattern, handler, args) for pattern, handler in table] + [
         (r".*", InvalidUrlHandler, args)
