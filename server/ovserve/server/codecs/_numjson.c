@@ -233,13 +233,19 @@ static int parse_number(const char **pp, const char *end, int64_t *ival, double 
 
 /* -------------------------------------------------------------------------- growable buffers */
 
+/* The type of an array is its first number's: all int64 if that is an integer (a fraction
+ * later leaves the array to the regular path, see the file's comment), all double otherwise. */
+typedef union {
+    int64_t i;
+    double d;
+} Number;
+
 typedef struct {
-    double *reals;
-    int64_t *ints; /* kept while every number so far is an integer */
+    Number *values;
     size_t count, cap;
     int ndim;
     Py_ssize_t shape[MAX_DIMS];
-    int all_int, first_int;
+    int all_int;
 } Array;
 
 typedef struct {
@@ -248,35 +254,25 @@ typedef struct {
 } Arrays;
 
 static void array_free(Array *a) {
-    free(a->reals);
-    free(a->ints);
-    a->reals = NULL;
-    a->ints = NULL;
+    free(a->values);
+    a->values = NULL;
 }
 
+/* Append one number; 0 when out of memory or an integer-typed array meets a fraction. */
 static int array_push(Array *a, int kind, int64_t ival, double dval) {
     if (a->count == a->cap) {
         size_t cap = a->cap ? a->cap * 2 : 4096;
-        double *reals = realloc(a->reals, cap * sizeof *reals);
-        if (!reals) return 0;
-        a->reals = reals;
-        if (a->all_int) {
-            int64_t *ints = realloc(a->ints, cap * sizeof *ints);
-            if (!ints) return 0;
-            a->ints = ints;
-        }
+        Number *values = realloc(a->values, cap * sizeof *values);
+        if (!values) return 0;
+        a->values = values;
         a->cap = cap;
     }
-    if (a->count == 0) a->first_int = kind == NUM_INT;
-    a->reals[a->count] = dval;
+    if (a->count == 0) a->all_int = kind == NUM_INT;
     if (a->all_int) {
-        if (kind == NUM_INT) {
-            a->ints[a->count] = ival;
-        } else {
-            a->all_int = 0;
-            free(a->ints);
-            a->ints = NULL;
-        }
+        if (kind != NUM_INT) return 0;
+        a->values[a->count].i = ival;
+    } else {
+        a->values[a->count].d = dval;
     }
     a->count++;
     return 1;
@@ -298,7 +294,6 @@ static int parse_numeric_array(const char **pp, const char *end, int max_dims, A
     Py_ssize_t counts[MAX_DIMS];
     int level = 0, ndim = -1;
     memset(a, 0, sizeof *a);
-    a->all_int = 1;
     for (int i = 0; i < MAX_DIMS; i++) a->shape[i] = -1;
     counts[0] = 0;
     if (max_dims < 1) return 0;
@@ -341,9 +336,6 @@ static int parse_numeric_array(const char **pp, const char *end, int max_dims, A
                 goto fail; /* ragged */
             }
             if (level == 0) {
-                /* An integer first, then a fraction: Python's decoders type such a list by its
-                 * first number (OVMS does too); leave it to them rather than carry the flag. */
-                if (a->first_int && !a->all_int) goto fail;
                 a->ndim = ndim;
                 *pp = p;
                 return 1;
@@ -457,18 +449,50 @@ static int scan(const char *body, size_t n, Py_ssize_t min_count, int max_depth,
 
 /* ------------------------------------------------------------------------------ Python API */
 
-static PyObject *array_to_python(const Array *a) {
-    Py_ssize_t width = 8;
-    const void *data = a->all_int ? (const void *)a->ints : (const void *)a->reals;
-    PyObject *buffer = PyByteArray_FromStringAndSize(data, (Py_ssize_t)a->count * width);
+/* A read-write buffer over one array's malloc'd values, freed with the object: numpy.frombuffer
+ * then takes the numbers without a copy (and keeps this object alive as long as it needs it). */
+typedef struct {
+    PyObject_HEAD
+    void *data;
+    Py_ssize_t size;
+} Buffer;
+
+static int buffer_get(PyObject *self, Py_buffer *view, int flags) {
+    Buffer *b = (Buffer *)self;
+    return PyBuffer_FillInfo(view, self, b->data, b->size, 0, flags);
+}
+
+static void buffer_dealloc(PyObject *self) {
+    free(((Buffer *)self)->data);
+    Py_TYPE(self)->tp_free(self);
+}
+
+static PyBufferProcs buffer_procs = {buffer_get, NULL};
+
+static PyTypeObject BufferType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "_numjson.Buffer",
+    .tp_basicsize = sizeof(Buffer),
+    .tp_dealloc = buffer_dealloc,
+    .tp_as_buffer = &buffer_procs,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "The numbers of one array taken out of a body (native int64 or float64).",
+};
+
+/* (buffer, shape, all_int) for one array; the buffer takes over a->values. */
+static PyObject *array_to_python(Array *a) {
+    Buffer *buffer = PyObject_New(Buffer, &BufferType);
     if (!buffer) return NULL;
+    Number *values = realloc(a->values, a->count * sizeof *values); /* give back the slack */
+    buffer->data = values ? values : a->values;
+    buffer->size = (Py_ssize_t)(a->count * sizeof *values);
+    a->values = NULL;
     PyObject *shape = PyTuple_New(a->ndim);
     if (!shape) {
         Py_DECREF(buffer);
         return NULL;
     }
     for (int i = 0; i < a->ndim; i++) PyTuple_SET_ITEM(shape, i, PyLong_FromSsize_t(a->shape[i]));
-    return Py_BuildValue("(NNO)", buffer, shape, a->all_int ? Py_True : Py_False);
+    return Py_BuildValue("(NNO)", (PyObject *)buffer, shape, a->all_int ? Py_True : Py_False);
 }
 
 static PyObject *extract(PyObject *self, PyObject *args) {
@@ -558,4 +582,7 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_numjson", NULL, -1, methods};
 
-PyMODINIT_FUNC PyInit__numjson(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__numjson(void) {
+    if (PyType_Ready(&BufferType) < 0) return NULL;
+    return PyModule_Create(&module);
+}
