@@ -735,6 +735,39 @@ def test_calibration_takes_the_cheapest_of_up_to_three_tries(
     model.close()
 
 
+async def test_a_run_of_slow_calls_does_not_end_inlining_most_slow_calls_do(
+    backend: OpenVINOBackend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A busy machine slows a fast model's calls in runs: 6 of the last 9 over the budget keep
+    it inline (the lower quartile decides), 7 of 9 end inlining."""
+    from ovserve.server.backend import openvino_model
+
+    monkeypatch.setattr(openvino_model, "INLINE_MAX_US", 1e9)
+    model = load(backend, ovtest_models.add_model(tmp_path / "add"), nireq=1)
+    assert model.inline
+    monkeypatch.setattr(openvino_model, "INLINE_MAX_US", 5000.0)
+    real = openvino_model._infer_sync
+    slow = False
+
+    def fake(request: Any, copy: bool = False) -> Any:
+        if slow:  # 10 ms of this thread's CPU: over the 5 ms budget however the call is timed
+            end = time.thread_time() + 0.010
+            while time.thread_time() < end:
+                pass
+        return real(request, copy)
+
+    monkeypatch.setattr(openvino_model, "_infer_sync", fake)
+    for i, kind in enumerate("FSSSFSSFS"):  # with the calibration: 6 slow of the last 9
+        slow = kind == "S"
+        out = await model.infer(add_inputs(float(i)))
+        np.testing.assert_array_equal(out["sum"], np.full((1, 2, 2), i + 1, F32))
+        assert model.inline, i
+    slow = True
+    await model.infer(add_inputs(0.0))  # 7 slow of the last 9
+    assert not model.inline
+    model.close()
+
+
 async def test_models_that_cannot_be_calibrated_use_the_pool(
     backend: OpenVINOBackend, tmp_path: Path
 ) -> None:
