@@ -222,7 +222,7 @@ async def serve(settings: Settings) -> int:
 
     from .backend.openvino import OpenVINOBackend
     from .http.app import make_app
-    from .http.base import Cors, Deps
+    from .http.base import LARGE_READ, Cors, Deps
     from .manager import ConfigFileError, ModelManager
     from .metrics import ServerMetrics
 
@@ -256,9 +256,10 @@ async def serve(settings: Settings) -> int:
         ssl_options=settings.tls,
         max_body_size=deps.max_body_bytes,
         idle_connection_timeout=3600,
-        # Read a body in pieces of up to 1 MiB (Tornado's default is 64 KiB): a 600 KB tensor then
-        # reaches the handler in one or two pieces instead of ten, each a trip through the loop.
-        chunk_size=1 << 20,
+        # Large bodies reach the handler in pieces of up to 1 MiB (Tornado's default is 64 KiB):
+        # a 600 KB tensor in one or two trips through the loop instead of ten. Socket reads are
+        # sized per request by BodyHandler (http/base.py).
+        chunk_size=LARGE_READ,
     )
     server.listen(args.rest_port, address=args.rest_bind_address, reuse_port=False)
     scheme = "https" if args.ssl_certificate else "http"

@@ -32,6 +32,11 @@ T = TypeVar("T")
 
 CONFIG_HASH_HEADER = "X-Ovserve-Config-Hash"
 JSON = "application/json"
+LARGE_READ = 1 << 20
+"""Socket read size for bodies over SMALL_READ, and the most of a body one ``data_received``
+gets (the HTTP server's ``chunk_size``, cli.py)."""
+SMALL_READ = 64 * 1024
+"""Socket read size for everything else (Tornado's default)."""
 
 
 @dataclass(frozen=True)
@@ -251,8 +256,23 @@ class BodyHandler(BaseHandler):
         if set_limit is not None:  # HTTP1Connection; before the body is read. See the docstring
             set_limit(sys.maxsize)
         length = self.request.headers.get("Content-Length")
-        if length is not None and length.isdigit() and int(length) > self.deps.max_body_bytes:
+        size = int(length) if length is not None and length.isdigit() else 0
+        self._read_size(LARGE_READ if size > SMALL_READ else SMALL_READ)
+        if size > self.deps.max_body_bytes:
             self._refuse_too_large()
+
+    def on_finish(self) -> None:
+        self._read_size(SMALL_READ)  # the connection's next request starts small
+        super().on_finish()
+
+    def _read_size(self, size: int) -> None:
+        """Size this connection's socket reads for the body to come. Tornado reads into a new,
+        zeroed bytearray of the stream's ``read_chunk_size`` every time (~20 us for 1 MiB):
+        1 MiB pieces take a 2.9 MB body in 3 trips through the loop instead of 45, 64 KiB
+        keeps a small request's reads cheap."""
+        stream = getattr(self.request.connection, "stream", None)
+        if stream is not None:  # HTTP1Connection's IOStream
+            stream.read_chunk_size = size
 
     def _refuse_too_large(self) -> None:
         self._too_large = True
