@@ -138,39 +138,51 @@ def test_arrays_inside_objects_inside_lists_are_found() -> None:
         assert isinstance(item["x"], np.ndarray) and item["x"].shape == (3, 40, 40)
 
 
+N = 5000  # numbers enough for a body over numjson.MIN_BODY
+PAD = "p" * numjson.MIN_BODY
+
 LEFT_AS_TEXT = [
-    ("a string inside", {"x": [*numbers(2000), "1.0"]}),
-    ("a literal inside", {"x": [*numbers(2000), True]}),
-    ("null inside", {"x": [*numbers(2000), None]}),
-    ("an object inside", {"x": [*numbers(2000), {"b64": "AA=="}]}),
-    ("ragged", {"x": [numbers(1500), numbers(1499)]}),
-    ("an empty row", {"x": [numbers(1500), []]}),
-    ("integer first, then fractions", {"x": [1, *numbers(2000)]}),
-    ("too few numbers", {"x": numbers(100)}),
-    ("not a member value", [numbers(2000)]),
-    ("an integer past int64", {"x": [2**63, *range(2000)]}),
-    ("an overflowing float", {"x": [*numbers(2000), 1e400]}),
+    ("a string inside", {"x": [*numbers(N), "1.0"]}),
+    ("a literal inside", {"x": [*numbers(N), True]}),
+    ("null inside", {"x": [*numbers(N), None]}),
+    ("an object inside", {"x": [*numbers(N), {"b64": "AA=="}]}),
+    ("ragged", {"x": [numbers(N), numbers(N - 1)]}),
+    ("an empty row", {"x": [numbers(N), []]}),
+    ("integer first, then fractions", {"x": [1, *numbers(N)]}),
+    ("too few numbers", {"x": numbers(1000), "pad": PAD}),
+    ("not a member value", [numbers(N)]),
+    ("an integer past int64", {"x": [2**63, *range(4 * N)]}),
+    ("an overflowing float", {"x": [*numbers(N), 1e400]}),
 ]
 
 
 @pytest.mark.parametrize(("doc"), [c[1] for c in LEFT_AS_TEXT], ids=[c[0] for c in LEFT_AS_TEXT])
 def test_what_the_scanner_does_not_fully_understand_stays_text(doc: Any) -> None:
     text = json.dumps(doc).replace("Infinity", "1e400").encode()
+    assert len(text) >= numjson.MIN_BODY
     assert numjson.load(text, 100) is None
+
+
+def test_small_bodies_are_left_to_orjson() -> None:
+    body = dumps({"x": numbers(2000)})
+    assert len(body) < numjson.MIN_BODY
+    assert numjson.load(body, 100) is None
+    assert numjson.load(dumps({"x": numbers(2000), "pad": PAD}), 100) is not None
 
 
 @pytest.mark.parametrize(
     "body",
     [
-        b'{"name":"\\u0000","x":' + dumps(numbers(2000)) + b"}",  # could pass for a marker
-        b'{"x":' + dumps(numbers(2000)) + b",}",  # invalid JSON: orjson words it, not us
-        b'{"x":' + dumps(numbers(2000)) + b"} trailing",
-        b'{"x":' + dumps(numbers(2000)) + b',"s":"\x00"}',  # a raw control character
-        b'{"a":' * 99 + b'{"x":' + dumps([[numbers(2000)]]) + b"}" * 100,  # 102 deep
+        b'{"name":"\\u0000","x":' + dumps(numbers(N)) + b"}",  # could pass for a marker
+        b'{"x":' + dumps(numbers(N)) + b",}",  # invalid JSON: orjson words it, not us
+        b'{"x":' + dumps(numbers(N)) + b"} trailing",
+        b'{"x":' + dumps(numbers(N)) + b',"s":"\x00"}',  # a raw control character
+        b'{"a":' * 99 + b'{"x":' + dumps([[numbers(N)]]) + b"}" * 100,  # 102 deep
     ],
     ids=["unicode NUL escape", "trailing comma", "trailing text", "raw NUL", "too deep"],
 )
 def test_the_whole_body_is_left_to_the_regular_parser(body: bytes) -> None:
+    assert len(body) >= numjson.MIN_BODY
     assert numjson.load(body, 100) is None
 
 

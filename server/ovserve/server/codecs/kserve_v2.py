@@ -80,10 +80,8 @@ BINARY_SIZE_INVALID = "binary_data_size parameter is invalid and cannot be parse
 Param = str | int | bool
 
 # numpy kinds a JSON array may hold for each datatype (FP16/BF16 are binary-only).
-_LARGE_JSON = 64 * 1024
-"""JSON bodies larger than this have their big numeric ``data`` arrays read by :mod:`.numjson`."""
 _MAX_DEPTH = 100
-"""Deeper bodies are left to orjson (and its own limit) entirely."""
+"""Large JSON bodies nested deeper are left to orjson (and its own limit) entirely."""
 
 _JSON_KINDS = {
     "BOOL": "b", "FP32": "iuf", "FP64": "iuf",
@@ -133,7 +131,8 @@ def decode_infer(body: bytes, header_length: int | None, signature: Signature) -
     if end > len(body) or end < 0:
         raise InvalidInput(HEADER_EXCEEDED)
     view = memoryview(body)
-    loaded = numjson.load(body, _MAX_DEPTH) if end == len(body) > _LARGE_JSON else None
+    # a large pure-JSON body: its big numeric "data" arrays are read by numjson
+    loaded = numjson.load(body, _MAX_DEPTH) if end == len(body) else None
     doc = loaded[0] if loaded is not None else _loads(view[:end])
     if not isinstance(doc, dict):
         raise InvalidInput(NOT_OBJECT)

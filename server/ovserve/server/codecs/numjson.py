@@ -33,6 +33,8 @@ except ImportError:  # built without a C compiler: the regular path decodes ever
 AVAILABLE = _numjson is not None
 """Whether the C scanner was built and loaded."""
 
+MIN_BODY = 64 * 1024
+"""Smaller bodies are left to orjson entirely: the scan would not pay for itself."""
 MIN_COUNT = 1024
 """Arrays of fewer numbers stay in the skeleton: orjson is as fast on those."""
 
@@ -65,10 +67,10 @@ def load(body: bytes, max_depth: int) -> tuple[Any, int, bytes] | None:
     ``arrays`` is how many arrays were taken out (each an ``int64`` or ``float64`` ndarray in
     the document where its list was) and ``skeleton`` the text orjson parsed (the body with
     markers ``"\\u0000<k>"`` instead of those arrays). ``None``: parse ``body`` the regular way
-    (no big array, no extension, or something only the regular parser may judge, such as
-    invalid JSON or nesting deeper than ``max_depth``).
+    (a body under :data:`MIN_BODY`, no big array, no extension, or something only the regular
+    parser may judge, such as invalid JSON or nesting deeper than ``max_depth``).
     """
-    if _numjson is None:
+    if _numjson is None or len(body) < MIN_BODY:
         return None
     found = _numjson.extract(body, MIN_COUNT, max_depth)
     if found is None:

@@ -65,11 +65,10 @@ def load_json(body: bytes) -> tuple[Any, Spans]:
     A large body's big numeric arrays come back as numpy arrays (int64 or float64) where their
     lists were (:mod:`.numjson`); :func:`decode_value` takes both forms.
     """
-    if len(body) > _SMALL_BODY:
-        loaded = numjson.load(body, MAX_DEPTH)
-        if loaded is not None:
-            doc, arrays, skeleton = loaded
-            return doc, _spans(skeleton, doc, markers=arrays)
+    loaded = numjson.load(body, MAX_DEPTH)
+    if loaded is not None:
+        doc, arrays, skeleton = loaded
+        return doc, _spans(skeleton, doc, markers=arrays)
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
