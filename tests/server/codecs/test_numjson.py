@@ -138,6 +138,18 @@ def test_arrays_inside_objects_inside_lists_are_found() -> None:
         assert isinstance(item["x"], np.ndarray) and item["x"].shape == (3, 40, 40)
 
 
+def test_arrays_are_placed_wherever_their_object_sits() -> None:
+    # Found by fuzzing: a list starting with a literal or a number was once skipped, leaving a
+    # marker string in the document.
+    doc = {"instances": [True, 1, {"x": BIG_LIST}, [None, {"y": BIG_LIST}]], "z": BIG_LIST}
+    loaded = numjson.load(dumps(doc), 100)
+    assert loaded is not None and loaded[1] == 3
+    got = loaded[0]
+    assert got["instances"][:2] == [True, 1] and got["instances"][3][0] is None
+    for array in (got["instances"][2]["x"], got["instances"][3][1]["y"], got["z"]):
+        assert isinstance(array, np.ndarray) and np.array_equal(array, np.asarray(BIG_LIST))
+
+
 N = 5000  # numbers enough for a body over numjson.MIN_BODY
 PAD = "p" * numjson.MIN_BODY
 

@@ -90,22 +90,18 @@ def load(body: bytes, max_depth: int) -> tuple[Any, int, bytes] | None:
 def _place(doc: Any, arrays: list[np.ndarray]) -> Any:
     """``doc`` with every marker string replaced by its array (markers are member values).
 
-    Stops once every array is placed, and skips lists that start with a number (a tensor's
-    numbers, which hold no marker in any body the decoders accept), so that a skeleton full of
-    small arrays costs little to walk.
+    Stops as soon as every array is placed, so a typical skeleton costs a few steps.
     """
     left = len(arrays)
     stack = [doc]
     while stack and left:
         node = stack.pop()
-        if isinstance(node, dict):
-            for key, value in node.items():
-                if isinstance(value, str):
-                    if value[:1] == "\x00":
-                        node[key] = arrays[int(value[1:])]
-                        left -= 1
-                elif isinstance(value, dict | list):
-                    stack.append(value)
-        elif node and not isinstance(node[0], int | float):
-            stack.extend(value for value in node if isinstance(value, dict | list))
+        children = node.items() if isinstance(node, dict) else enumerate(node)
+        for key, value in children:
+            if isinstance(value, str):
+                if value[:1] == "\x00":
+                    node[key] = arrays[int(value[1:])]
+                    left -= 1
+            elif isinstance(value, dict | list):
+                stack.append(value)
     return doc
