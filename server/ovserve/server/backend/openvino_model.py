@@ -289,8 +289,10 @@ class OpenVINOModel:
             self._active -= 1
         spent = (time.perf_counter() - started) * 1e6
         # the smaller of wall and CPU time: OpenVINO's spinning workers inflate the second, a
-        # busy machine's waits for a core the first (see the module docstring)
-        cost = min(spent, (time.process_time() - cpu) * 1e6)
+        # busy machine's waits for a core the first (see the module docstring). Within the
+        # budget the wall time decides alone: reading the process's CPU clock while OpenVINO's
+        # worker runs costs a few us, as much as a small model's inference.
+        cost = spent if spent <= INLINE_MAX_US else min(spent, (time.process_time() - cpu) * 1e6)
         # the lower quartile of the recent calls: only a model over INLINE_MAX_US on at least 7
         # of its last 9 calls (4 of the first 5) leaves, as a really slower one does within
         # about five calls. Slow calls of a fast model come in runs on a busy machine: under wrk

@@ -21,10 +21,11 @@ model (names, shapes, precisions) is :func:`ovserve.server.types.validate_inputs
 Beyond OVMS (which refuses these): a bare number in ``inputs`` (or per named instance) is a
 scalar; FP16 inputs take real half-precision values (OVMS's REST path truncates them).
 
-Speed: bodies are parsed by orjson; when only numbers and lists sit in the arrays (no string,
-object or literal anywhere in them), numpy converts the lists straight to the input dtype.
-Bodies over 64 KiB first go through :mod:`.numjson`, whose C scanner turns big numeric arrays
-into numpy arrays without a Python object per number (decoders take lists and arrays alike).
+Speed: bodies are parsed by orjson and numpy types each list in one call (a string or an
+object in it shows as another kind than a number; ``true``/``false`` are looked for when the
+body mentions them). Bodies over 64 KiB first go through :mod:`.numjson`, whose C scanner
+turns big numeric arrays into numpy arrays without a Python object per number (decoders take
+lists and arrays alike).
 
 Predict response::
 
@@ -194,37 +195,32 @@ def _plain_named_instances(
 ) -> dict[str, np.ndarray] | None:
     """The common case in one numpy call per input: every instance an object with the same
     names, each value a nested list of numbers for a float input of the model. ``None`` when
-    anything is irregular; the general path then decodes (and words any error) as OVMS does.
-
-    Safe only when the values hold no string and no literal (numpy would turn ``"2"`` or
-    ``true`` into a number): the body has no ``true``/``false``/``null`` and every ``"`` in it
-    belongs to an object key outside the values."""
-    if spans.quotes < 0 or signature is None or not isinstance(instances[0], dict):
+    anything is irregular (or the body mentions ``true``/``false``, which numpy would take for
+    numbers); the general path then decodes (and words any error) as OVMS does."""
+    if spans.bools or signature is None or not isinstance(instances[0], dict):
         return None
     names = list(instances[0])
     specs = [signature.input(name) for name in names]
     dtypes = [spec.dtype for spec in specs if spec is not None and spec.dtype.kind == "f"]
     if not names or len(dtypes) != len(names):
         return None
-    key_quotes = sum(2 + name.count('"') for name in names)
     for instance in instances:
         if not isinstance(instance, dict) or list(instance) != names:
             return None
-    if spans.quotes != spans.outside + key_quotes * len(instances):
-        return None
     inputs: dict[str, np.ndarray] = {}
     for name, dtype in zip(names, dtypes, strict=True):
         values = [instance[name] for instance in instances]
         if not isinstance(values[0], list | np.ndarray):
             return None
         try:
-            with np.errstate(all="ignore"):
-                array = np.asarray(values, dtype=dtype)
-        except (ValueError, TypeError, OverflowError):  # ragged: the general path says so
+            array = np.array(values)
+        except (ValueError, OverflowError):  # ragged, huge integers: the general path says so
             return None
-        if array.size == 0 or array.ndim < 2:
+        # a string or an object anywhere gives another kind than a number
+        if array.dtype.kind not in "iuf" or array.size == 0 or array.ndim < 2:
             return None
-        inputs[name] = array
+        with np.errstate(all="ignore"):
+            inputs[name] = array.astype(dtype)
     return inputs
 
 
@@ -286,7 +282,7 @@ def _jsonable(name: str, array: np.ndarray) -> Any:
     if array.dtype.kind in ("O", "S", "U"):
         strings = _strings(array.tolist(), name.endswith("_bytes"))
         return strings if array.ndim else np.asarray(strings, dtype=object)[()]
-    if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
         return _non_finite(array)
     return np.ascontiguousarray(array) if array.ndim else array[()]
 

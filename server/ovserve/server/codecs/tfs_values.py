@@ -1,8 +1,8 @@
 """JSON loading and tensor decoding for the TFS v1 codec (:mod:`.tfs`, its only caller).
 
-:func:`load_json` parses a body with orjson (and notes what the body holds, so that numeric
-lists can go to numpy in one call when nothing else can hide in them); invalid JSON raises
-``InvalidJson`` with rapidjson's wording, as OVMS words it::
+:func:`load_json` parses a body with orjson (large bodies through :mod:`.numjson` first) and
+notes whether it mentions ``true``/``false``; invalid JSON raises ``InvalidJson`` with
+rapidjson's wording, as OVMS words it::
 
     The file is not valid json - Error: Missing a comma or ']' after an array element. Offset: 3
 
@@ -33,22 +33,14 @@ MAX_DEPTH = 100
 DEPTH_ERROR = "JSON nesting depth exceeds the allowed limit"
 _SMALL_BODY = 64 * 1024
 _STRING_PRECISIONS = ("U8", "STRING")
-_OBJECT = np.dtype(object)
 
+@dataclass
 class Spans:
-    """What :func:`load_json` found out about a body, for the fast paths of the decoders."""
+    """What :func:`load_json` found out about a body, for the decoders."""
 
-    def __init__(
-        self, bools: bool = True, plain: bool = False, quotes: int = -1, outside: int = 0
-    ) -> None:
-        self.bools = bools
-        """Whether the body may hold ``true``/``false`` (then lists are checked for them)."""
-        self.plain = plain
-        """Lists hold nothing but numbers and lists (no string, object, literal anywhere)."""
-        self.quotes = quotes
-        """How many ``"`` the body holds when it has no ``true``/``false``/``null`` (else -1)."""
-        self.outside = outside
-        """How many of them the keys and strings outside every list account for."""
+    bools: bool = True
+    """Whether the body may hold ``true``/``false``: numpy takes them for 1 and 0, so lists are
+    then checked for them."""
 
 
 @dataclass
@@ -67,8 +59,8 @@ def load_json(body: bytes) -> tuple[Any, Spans]:
     """
     loaded = numjson.load(body, MAX_DEPTH)
     if loaded is not None:
-        doc, arrays, skeleton = loaded
-        return doc, _spans(skeleton, doc, markers=arrays)
+        doc, _, skeleton = loaded
+        return doc, _spans(skeleton)
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -78,20 +70,11 @@ def load_json(body: bytes) -> tuple[Any, Spans]:
     few = len(body) <= _SMALL_BODY and body.count(b"[") + body.count(b"{") <= MAX_DEPTH
     if not few and _depth(doc) > MAX_DEPTH:
         raise errors.InvalidJson(DEPTH_ERROR)
-    return doc, _spans(body, doc)
+    return doc, _spans(body)
 
 
-def _spans(body: bytes, doc: Any, markers: int = 0) -> Spans:
-    """What ``body`` holds; ``markers``: how many numjson marker strings stand in it for arrays
-    (each two ``"``, no longer in ``doc``)."""
-    bools = _mentions(body, b"true", 2) or _mentions(body, b"false", 2)
-    literals = bools or _mentions(body, b"null", 2)
-    quotes = -1 if literals else _quotes(body)
-    if quotes >= 0:
-        quotes -= 2 * markers
-    outside = _quotes_outside_lists(doc) if quotes >= 0 else 0
-    return Spans(bools=bools, plain=quotes >= 0 and quotes == outside, quotes=quotes,
-                 outside=outside)
+def _spans(body: bytes) -> Spans:
+    return Spans(bools=_mentions(body, b"true", 2) or _mentions(body, b"false", 2))
 
 
 def _mentions(body: bytes, word: bytes, pivot: int, limit: int = 256) -> bool:
@@ -104,30 +87,6 @@ def _mentions(body: bytes, word: bytes, pivot: int, limit: int = 256) -> bool:
             return True
         at = body.find(word[pivot : pivot + 1], at + 1)
     return word in body
-
-
-def _quotes(body: bytes, limit: int = 4096) -> int:
-    """How many ``"`` the body holds (-1 past ``limit``)."""
-    count, at = 0, body.find(b'"')
-    while at >= 0:
-        count += 1
-        if count > limit:
-            return -1
-        at = body.find(b'"', at + 1)
-    return count
-
-
-def _quotes_outside_lists(doc: Any) -> int:
-    """The ``"`` that the objects' keys and string values account for (not list contents)."""
-    if not isinstance(doc, dict):
-        return 0
-    count = 0
-    for key, value in doc.items():
-        count += 2 + key.count('"')
-        if isinstance(value, str):
-            count += 2 + value.count('"')
-        count += _quotes_outside_lists(value)
-    return count
 
 
 def _depth(doc: Any) -> int:
@@ -184,19 +143,9 @@ def _number_dtype(spec: TensorSpec | None, integer: bool) -> np.dtype[np.generic
 
 
 def _from_list(value: list[Any], spec: TensorSpec | None, context: Context) -> np.ndarray:
-    target = _OBJECT
-    if context.spans.plain:
-        target = _number_dtype(spec, _first_is_integer(value)) or _OBJECT
-    if target.kind == "f":
-        # Only numbers and lists in the body: numpy converts straight to the input's type.
-        try:
-            with np.errstate(all="ignore"):
-                direct = np.asarray(value, dtype=target)
-        except (ValueError, TypeError, OverflowError):  # ragged
-            raise errors.InvalidInput(context.error) from None
-        if direct.size == 0:
-            raise errors.InvalidInput(context.error)
-        return direct
+    # numpy types the list itself: numbers (and lists of them) give a numeric array, a string or
+    # an object anywhere another kind, refused below with OVMS's wording; only true/false pass
+    # for numbers, hence the bools check.
     try:
         array = np.array(value)
     except (ValueError, OverflowError):  # ragged, or integers beyond 64 bits
@@ -204,7 +153,7 @@ def _from_list(value: list[Any], spec: TensorSpec | None, context: Context) -> n
     if array is not None and array.dtype.kind in "iuf":
         if array.size == 0 or (context.spans.bools and _holds_bool(value)):
             raise errors.InvalidInput(context.error)
-        return _cast(array, spec, context, _first_is_integer(value))
+        return _cast(array, spec, context, spec is None and _first_is_integer(value))
     shape, leaves = _flatten(value, context)
     return _from_leaves(leaves, shape, spec, context)
 
