@@ -50,4 +50,4 @@ bench: $(STAMP)
 include mk/k8s.mk
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist server/ovserve/server/codecs/_numjson*.so
