@@ -25,7 +25,10 @@ from ovserve.server.types import Dim, Signature, TensorSpec
 def test_the_extension_is_built() -> None:
     # The build hook (hatch_build.py) compiles it wherever a C compiler is present, as on every
     # machine this project builds on; without it large bodies silently lose their fast path.
-    assert numjson.AVAILABLE, "codecs/_numjson was not built: reinstall with a C compiler (make venv)"
+    assert numjson.AVAILABLE, (
+        "codecs/_numjson is not built: needs a C compiler; rebuild with "
+        "`touch server/ovserve/server/codecs/_numjson.c && make venv`"
+    )
 
 
 parse = numjson._numjson.parse_float if numjson._numjson is not None else None
