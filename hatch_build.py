@@ -1,8 +1,8 @@
 """Hatchling build hook: compiles the optional C scanner ``server/ovserve/server/codecs/_numjson.c``.
 
 The extension makes large JSON bodies fast (see ``codecs/numjson.py``); the server works
-without it. It is built with the C compiler Python itself was built with (``sysconfig``'s
-``CC``) and Python's headers; no other build dependency. Without a compiler the build goes on
+without it. It is built with ``$CC`` if set, else the C compiler Python itself was built with
+(``sysconfig``'s ``CC``), and Python's headers; no other build dependency. Without a compiler the build goes on
 as a pure-Python wheel and says so. ``OVSERVE_NO_NATIVE=1`` skips it on purpose.
 
 An editable install (``make venv``) leaves the built module next to its source, which is where

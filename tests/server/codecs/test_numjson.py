@@ -218,7 +218,7 @@ def without_scanner(monkeypatch: pytest.MonkeyPatch) -> Callable[[Callable[[], A
 
     def run(decode: Callable[[], Any]) -> Any:
         with monkeypatch.context() as patch:
-            patch.setattr(numjson, "load", lambda body, max_depth: None)
+            patch.setattr(numjson, "load", lambda body, max_depth=100: None)
             return outcome(decode)
 
     return run
@@ -239,7 +239,7 @@ def spied(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     calls: list[int] = []
     real = numjson.load
 
-    def spy(body: bytes, max_depth: int) -> Any:
+    def spy(body: bytes, max_depth: int = numjson.MAX_DEPTH) -> Any:
         loaded = real(body, max_depth)
         calls.append(0 if loaded is None else loaded[1])
         return loaded

@@ -80,9 +80,6 @@ BINARY_SIZE_INVALID = "binary_data_size parameter is invalid and cannot be parse
 Param = str | int | bool
 
 # numpy kinds a JSON array may hold for each datatype (FP16/BF16 are binary-only).
-_MAX_DEPTH = 100
-"""Large JSON bodies nested deeper are left to orjson (and its own limit) entirely."""
-
 _JSON_KINDS = {
     "BOOL": "b", "FP32": "iuf", "FP64": "iuf",
     **{t: "iu" for t in ("UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64")},
@@ -132,7 +129,7 @@ def decode_infer(body: bytes, header_length: int | None, signature: Signature) -
         raise InvalidInput(HEADER_EXCEEDED)
     view = memoryview(body)
     # a large pure-JSON body: its big numeric "data" arrays are read by numjson
-    loaded = numjson.load(body, _MAX_DEPTH) if end == len(body) else None
+    loaded = numjson.load(body) if end == len(body) else None
     doc = loaded[0] if loaded is not None else _loads(view[:end])
     if not isinstance(doc, dict):
         raise InvalidInput(NOT_OBJECT)

@@ -35,6 +35,8 @@ AVAILABLE = _numjson is not None
 
 MIN_BODY = 64 * 1024
 """Smaller bodies are left to orjson entirely: the scan would not pay for itself."""
+MAX_DEPTH = 100
+"""Deeper bodies are left to orjson entirely (OVMS's rapidjson nesting limit)."""
 MIN_COUNT = 1024
 """Arrays of fewer numbers stay in the skeleton: orjson is as fast on those."""
 
@@ -61,7 +63,7 @@ if _numjson is not None:
     _numjson.set_powers(_power_table())
 
 
-def load(body: bytes, max_depth: int) -> tuple[Any, int, bytes] | None:
+def load(body: bytes, max_depth: int = MAX_DEPTH) -> tuple[Any, int, bytes] | None:
     """``(document, arrays, skeleton)``: ``body`` parsed, its big numeric arrays as numpy arrays.
 
     ``arrays`` is how many arrays were taken out (each an ``int64`` or ``float64`` ndarray in
