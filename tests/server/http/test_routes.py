@@ -1,4 +1,5 @@
-"""The route table's order: inference routes first, without changing which handler any URL gets."""
+"""Which requests the direct router (http/direct.py) serves: exactly the POSTs that Tornado's routing
+would give the inference handlers, with the same path arguments."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import tornado.web
 
 from ovserve.server.http import app, kserve, mindspore, tfs
 from ovserve.server.http.base import Deps, InvalidUrlHandler
+from ovserve.server.http.direct import Router
 from ovserve.server.http.metrics import MetricsHandler
 
 URLS = [
@@ -38,6 +40,13 @@ URLS = [
     "/version/1/model/m:predict",
     "/metrics",
     "/nothing/here",
+    "/v1/models/my%20model:predict",
+    "/v1/models/caf%C3%A9/versions/7:predict",
+    "/v2/models/a%2Fb/infer",
+    "/v1/models/m:predict?debug=1",
+    "/v2/models/m/versions/2/infer?x=%ff",
+    "/v1/models/m:predictx",
+    "/v2/models/m/inference",
 ]
 
 
@@ -46,22 +55,49 @@ class _Conn:
         pass
 
 
-def _handler(application: tornado.web.Application, url: str) -> tuple[type, list[Any]]:
+def _tornado_route(application: tornado.web.Application, url: str) -> tuple[type, list[Any]]:
+    """The handler Tornado's routing picks for a POST to ``url``, and the path arguments as the
+    handler's ``post`` would receive them."""
     start = tornado.httputil.RequestStartLine("POST", url, "HTTP/1.1")
     headers = tornado.httputil.HTTPHeaders({"Host": "localhost"})
     request = tornado.httputil.HTTPServerRequest(start_line=start, headers=headers, connection=_Conn())
     delegate: Any = application.find_handler(request)
-    return delegate.handler_class, delegate.path_args
+    args = [None if a is None else a.decode("utf-8") for a in delegate.path_args]
+    return delegate.handler_class, args
+
+
+@pytest.fixture(scope="module")
+def router() -> Router:
+    return app.make_app(Deps(manager=None))  # type: ignore[arg-type]  # routing only
 
 
 @pytest.mark.parametrize("url", URLS)
-def test_inference_routes_first_change_no_match(url: str) -> None:
-    deps = Deps(manager=None)  # type: ignore[arg-type]  # routing never touches the manager
-    table = [*tfs.ROUTES, *kserve.ROUTES, *mindspore.ROUTES, (r"/metrics", MetricsHandler)]
-    by_dialect = tornado.web.Application(
-        [(pattern, handler, {"deps": deps}) for pattern, handler in table]
-        + [(r".*", InvalidUrlHandler, {"deps": deps})]
-    )
-    served = app.make_app(deps)
-    assert _handler(served, url) == _handler(by_dialect, url)
-    assert [route[1] for route in app.routes(deps)[:2]] == [tfs.PredictHandler, kserve.InferHandler]
+def test_router_serves_exactly_the_inference_posts(router: Router, url: str) -> None:
+    handler, args = _tornado_route(router.application, url)
+    found = router.match(url)
+    if handler is tfs.PredictHandler:
+        assert found is not None and found[0] is tfs.PREDICT
+    elif handler is kserve.InferHandler:
+        assert found is not None and found[0] is kserve.INFER
+    else:
+        assert found is None
+        return
+    assert found[1] == args
+
+
+def test_path_arguments_are_unquoted_as_tornado_does(router: Router) -> None:
+    assert router.match("/v1/models/my%20model:predict") == (
+        tfs.PREDICT, ["my model", None, None, "predict"])
+    assert router.match("/v2/models/caf%C3%A9/versions/3/infer?a=b") == (kserve.INFER, ["café", "3"])
+    assert router.match("/v1/models/plus+sign:predict") == (
+        tfs.PREDICT, ["plus+sign", None, None, "predict"])
+
+
+def test_path_argument_that_is_not_utf8_is_reported(router: Router) -> None:
+    assert router.match("/v2/models/%ff/infer") == (kserve.INFER, None)
+
+
+def test_route_table_keeps_a_handler_for_the_other_methods() -> None:
+    handlers = {handler for _, handler, _ in app.routes(Deps(manager=None))}  # type: ignore[arg-type]
+    assert {tfs.PredictHandler, kserve.InferHandler, mindspore.MindSporeHandler,
+            MetricsHandler, InvalidUrlHandler} <= handlers

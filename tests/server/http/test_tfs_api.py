@@ -124,6 +124,38 @@ def test_served_post_keeps_the_connection_alive(server: ServerProcess) -> None:
         conn.close()
 
 
+def test_predict_is_served_like_every_other_route(server: ServerProcess) -> None:
+    """:predict is served before Tornado's routing (http/direct.py): the path is unquoted, the query
+    ignored, HTTP/1.0 keep-alive honoured, and the headers are those of the other routes."""
+    body = json.dumps({"inputs": {"a": [[[1, 2], [3, 4]]], "b": [[[1, 2], [3, 4]]]}})
+    conn = HTTPConnection(server.host, server.port, timeout=10)
+    try:
+        conn.request("GET", "/v1/models/add")
+        status = conn.getresponse()
+        status.read()
+        conn.request("POST", "/v1/models/%61dd/versions/1:predict?trace=1", body)
+        r = conn.getresponse()
+        assert r.status == 200
+        assert json.loads(r.read()) == {"outputs": [[[2.0, 4.0], [6.0, 8.0]]]}
+        names = [name for name, _ in r.getheaders()]
+        assert sorted(names) == sorted(n for n, _ in status.getheaders() if n != "Etag")  # GET only
+        assert r.getheader("Server") == status.getheader("Server")
+        assert r.getheader("Content-Type") == "application/json"
+    finally:
+        conn.close()
+    conn = HTTPConnection(server.host, server.port, timeout=10)
+    conn._http_vsn, conn._http_vsn_str = 10, "HTTP/1.0"
+    try:
+        for _ in range(2):
+            conn.request("POST", "/v1/models/add:predict", body, {"Connection": "keep-alive"})
+            r = conn.getresponse()
+            r.read()
+            assert r.status == 200
+            assert r.getheader("Connection") == "Keep-Alive"
+    finally:
+        conn.close()
+
+
 def test_label_is_accepted_and_ignored(http: requests.Session, server: ServerProcess) -> None:
     r = http.get(f"{server.url}/v1/models/add/labels/stable", timeout=10)
     assert r.status_code == 200

@@ -1,8 +1,9 @@
 """The route table and the Tornado application, built from injected dependencies.
 
-One application serves every dialect on one port: TF-Serving v1 (:mod:`.tfs`), KServe v2
+One server serves every dialect on one port: TF-Serving v1 (:mod:`.tfs`), KServe v2
 (:mod:`.kserve`), MindSpore-style (:mod:`.mindspore`) and ``/metrics``. Anything no route
-matches gets OVMS's ``400 Invalid request URL``. Called by :mod:`ovserve.server.cli`.
+matches gets OVMS's ``400 Invalid request URL``. The two inference POST routes are served in
+front of the application by :mod:`.direct`. Called by :mod:`ovserve.server.cli`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import tornado.web
 
 from . import kserve, mindspore, tfs
 from .base import Deps, InvalidUrlHandler
+from .direct import Router
 from .metrics import MetricsHandler
 
 
@@ -23,18 +25,17 @@ def routes(deps: Deps) -> list[tuple[str, type[tornado.web.RequestHandler], dict
         *mindspore.ROUTES,
         (r"/metrics", MetricsHandler),
     ]
-    # Inference routes first: Tornado tries the rules in order, each miss costs a regex match,
-    # and these requests are the ones that need speed (a v2 inference passed 9 rules, ~4 us).
-    # The order changes no match: the dialects' URL spaces (/v1/, /v2/, /model/) are disjoint,
-    # and no URL an inference route matches is matched by a route of its dialect that it passes.
-    table.sort(key=lambda route: route[1] not in (tfs.PredictHandler, kserve.InferHandler))
     args = {"deps": deps}
     return [(pattern, handler, args) for pattern, handler in table] + [
         (r".*", InvalidUrlHandler, args)
     ]
 
 
-def make_app(deps: Deps) -> tornado.web.Application:
+ENDPOINTS = (tfs.PREDICT, kserve.INFER)
+"""The POST routes served without a RequestHandler (:mod:`.direct`)."""
+
+
+def make_application(deps: Deps) -> tornado.web.Application:
     return tornado.web.Application(
         routes(deps),
         default_handler_class=InvalidUrlHandler,
@@ -42,3 +43,8 @@ def make_app(deps: Deps) -> tornado.web.Application:
         compress_response=False,
         xheaders=False,
     )
+
+
+def make_app(deps: Deps) -> Router:
+    """What the HTTP server serves: the inference endpoints, then the application."""
+    return Router(make_application(deps), deps, ENDPOINTS)

@@ -14,11 +14,12 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, NamedTuple, TypeVar
 
+import tornado.httputil
 import tornado.web
 from prometheus_client import CollectorRegistry
 
@@ -91,6 +92,103 @@ def _simple_error(message: str) -> bytes:
     return json.dumps({"error": message}, separators=(",", ":")).encode()
 
 
+# ---------------------------------------------------------------------- shared by both front ends
+# The inference exchanges (tfs.predict, kserve.infer) run without a RequestHandler (direct.py);
+# these helpers are what they and the handlers have in common.
+
+
+class Reply(NamedTuple):
+    """A response an exchange produced: status, body and the headers beyond the common ones
+    (``Content-Type`` defaults to JSON)."""
+
+    status: int
+    body: bytes
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A POST route served straight off the HTTP connection (:mod:`.direct`).
+
+    ``pattern`` is Tornado's route regex (the same one the dialect's handler is routed by, for
+    the other methods); ``serve(deps, path_args, headers, body)`` produces the reply;
+    ``encode_error`` writes the dialect's error body for what the router itself refuses."""
+
+    pattern: str
+    serve: Callable[
+        [Deps, Sequence[str | None], tornado.httputil.HTTPHeaders, bytes], Awaitable[Reply]
+    ]
+    encode_error: Callable[[str], bytes]
+
+
+def status_for(table: Mapping[type[errors.ServingError], int], exc: errors.ServingError) -> int:
+    """The HTTP status of a domain error in a dialect's table (by class, most derived first)."""
+    for cls in type(exc).__mro__:
+        if cls in table:
+            return table[cls]
+    return 500
+
+
+def count_request(deps: Deps, api: str, method: str, name: str, version: int | None, ok: bool,
+                  started: float | None = None) -> None:
+    """Count one request; ``started`` (inference requests that succeeded) feeds
+    ``ovms_request_time_us``."""
+    metrics = deps.metrics
+    if metrics is not None:
+        duration = (time.perf_counter() - started) * 1e6 if ok and started else None
+        metrics.observe_request(api=api, method=method, name=name, version=version, ok=ok,
+                                duration_us=duration)
+
+
+def count_inference(deps: Deps, name: str, version: int, timing: InferTiming) -> None:
+    metrics = deps.metrics
+    if metrics is not None:
+        metrics.observe_inference(name=name, version=version, infer_us=timing.infer_us,
+                                  wait_us=timing.wait_us)
+
+
+async def run_codec(deps: Deps, size: int, func: Callable[..., T], *args: Any) -> T:
+    """Run codec work inline, or in the codec executor when ``size`` bytes make it slow."""
+    executor = deps.codec_executor
+    if executor is None or size < deps.large_body_bytes:
+        return func(*args)
+    return await asyncio.get_running_loop().run_in_executor(executor, func, *args)
+
+
+def open_body(connection: Any, content_length: str | None) -> int:
+    """Prepare ``connection`` (Tornado's HTTP1Connection) for a body this server limits itself;
+    return the declared length (0 when there is none).
+
+    Tornado's own limit (the HTTP server's ``max_body_size``, the same number) is lifted, so that
+    the caller enforces it with its dialect's error: Tornado would cut a chunked body past it with
+    a bare ``400 Bad Request`` and no error body. Socket reads are sized for the body to come:
+    Tornado reads into a new, zeroed bytearray of the stream's ``read_chunk_size`` every time
+    (~20 us for 1 MiB); 1 MiB pieces take a 2.9 MB body in 3 trips through the loop instead of
+    45, 64 KiB keeps a small request's reads cheap. :func:`close_body` sets them back."""
+    set_limit = getattr(connection, "set_max_body_size", None)
+    if set_limit is not None:  # HTTP1Connection; before the body is read
+        set_limit(sys.maxsize)
+    size = int(content_length) if content_length is not None and content_length.isdigit() else 0
+    _read_size(connection, LARGE_READ if size > SMALL_READ else SMALL_READ)
+    return size
+
+
+def too_large_message(limit: int) -> str:
+    """TFS and KServe v2's text for a body over ``--max_request_mb``."""
+    return f"Request body is larger than the limit of {limit} bytes"
+
+
+def close_body(connection: Any) -> None:
+    """The connection's next request starts with small reads again."""
+    _read_size(connection, SMALL_READ)
+
+
+def _read_size(connection: Any, size: int) -> None:
+    stream = getattr(connection, "stream", None)
+    if stream is not None:  # HTTP1Connection's IOStream
+        stream.read_chunk_size = size
+
+
 class BaseHandler(tornado.web.RequestHandler):
     """Common behaviour; subclasses set ``ALLOWED``, ``STATUS`` and ``encode_error``."""
 
@@ -127,10 +225,7 @@ class BaseHandler(tornado.web.RequestHandler):
         return _simple_error(message)
 
     def error_status(self, exc: errors.ServingError) -> int:
-        for cls in type(exc).__mro__:
-            if cls in self.STATUS:
-                return self.STATUS[cls]
-        return 500
+        return status_for(self.STATUS, exc)
 
     # ------------------------------------------------------------------ responses
 
@@ -168,19 +263,11 @@ class BaseHandler(tornado.web.RequestHandler):
     def count(
         self, method: str, name: str, version: int | None, ok: bool, started: float | None = None
     ) -> None:
-        """Count one request of this dialect; ``started`` (inference requests that succeeded)
-        feeds ``ovms_request_time_us``."""
-        metrics = self.deps.metrics
-        if metrics is not None:
-            duration = (time.perf_counter() - started) * 1e6 if ok and started else None
-            metrics.observe_request(api=self.API, method=method, name=name, version=version,
-                                    ok=ok, duration_us=duration)
+        """Count one request of this dialect (:func:`count_request`)."""
+        count_request(self.deps, self.API, method, name, version, ok, started)
 
     def count_inference(self, name: str, version: int, timing: InferTiming) -> None:
-        metrics = self.deps.metrics
-        if metrics is not None:
-            metrics.observe_inference(name=name, version=version, infer_us=timing.infer_us,
-                                      wait_us=timing.wait_us)
+        count_inference(self.deps, name, version, timing)
 
     # ------------------------------------------------------------------ method checks, CORS
 
@@ -211,10 +298,7 @@ class BaseHandler(tornado.web.RequestHandler):
 
     async def run_codec(self, size: int, func: Callable[..., T], *args: Any) -> T:
         """Run codec work inline, or in the codec executor when ``size`` bytes make it slow."""
-        executor = self.deps.codec_executor
-        if executor is None or size < self.deps.large_body_bytes:
-            return func(*args)
-        return await asyncio.get_running_loop().run_in_executor(executor, func, *args)
+        return await run_codec(self.deps, size, func, *args)
 
 
 @tornado.web.stream_request_body
@@ -226,9 +310,8 @@ class BodyHandler(BaseHandler):
     dialect's own error is sent at once, with ``Connection: close``, and Tornado closes the
     connection when that answer is written, without reading the rest of the body.
 
-    Tornado's own limit (the HTTP server's ``max_body_size``, the same number) is lifted for
-    these requests, so that this handler is the one that enforces it: Tornado would cut a
-    chunked body past it with a bare ``400 Bad Request`` and no error body.
+    Tornado's own limit is lifted for these requests and socket reads are sized for the body
+    (:func:`open_body`).
     """
 
     ALLOWED = ("POST",)
@@ -237,7 +320,7 @@ class BodyHandler(BaseHandler):
     _too_large: bool
 
     def too_large_message(self) -> str:
-        return f"Request body is larger than the limit of {self.deps.max_body_bytes} bytes"
+        return too_large_message(self.deps.max_body_bytes)
 
     def too_large_status(self) -> int:
         return 413
@@ -252,27 +335,13 @@ class BodyHandler(BaseHandler):
             self.set_header("Connection", "close")
             self.refuse_method()
             return
-        set_limit = getattr(self.request.connection, "set_max_body_size", None)
-        if set_limit is not None:  # HTTP1Connection; before the body is read. See the docstring
-            set_limit(sys.maxsize)
-        length = self.request.headers.get("Content-Length")
-        size = int(length) if length is not None and length.isdigit() else 0
-        self._read_size(LARGE_READ if size > SMALL_READ else SMALL_READ)
+        size = open_body(self.request.connection, self.request.headers.get("Content-Length"))
         if size > self.deps.max_body_bytes:
             self._refuse_too_large()
 
     def on_finish(self) -> None:
-        self._read_size(SMALL_READ)  # the connection's next request starts small
+        close_body(self.request.connection)
         super().on_finish()
-
-    def _read_size(self, size: int) -> None:
-        """Size this connection's socket reads for the body to come. Tornado reads into a new,
-        zeroed bytearray of the stream's ``read_chunk_size`` every time (~20 us for 1 MiB):
-        1 MiB pieces take a 2.9 MB body in 3 trips through the loop instead of 45, 64 KiB
-        keeps a small request's reads cheap."""
-        stream = getattr(self.request.connection, "stream", None)
-        if stream is not None:  # HTTP1Connection's IOStream
-            stream.read_chunk_size = size
 
     def _refuse_too_large(self) -> None:
         self._too_large = True

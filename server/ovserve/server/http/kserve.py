@@ -14,16 +14,31 @@ Wire details (JSON shapes, the binary extension) are in :mod:`ovserve.server.cod
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Sequence
 from typing import Any, ClassVar
+
+from tornado.httputil import HTTPHeaders
 
 from .. import errors
 from ..backend.base import InferTiming
 from ..codecs import kserve_v2
 from ..images import has_bytes, prepare_inputs
-from .base import BaseHandler, BodyHandler
+from .base import (
+    BaseHandler,
+    BodyHandler,
+    Deps,
+    Endpoint,
+    Reply,
+    count_inference,
+    count_request,
+    run_codec,
+    status_for,
+)
 from .tfs import STATUS, check_name, parse_version
 
+log = logging.getLogger("ovserve.server.http")
 API = "KServe"
 HEADER_LENGTH = "Inference-Header-Content-Length"
 
@@ -90,41 +105,50 @@ class ModelReadyHandler(V2Handler):
 
 
 class InferHandler(BodyHandler, V2Handler):
-    async def post(self, name: str, version: str | None) -> None:
-        started = time.perf_counter()
-        served_version: int | None = None
-        try:
-            check_name(name)
-            header = self.request.headers.get(HEADER_LENGTH)
-            header_length = _header_length(header)
-            body = self.body
-            async with self.deps.manager.use(name, parse_version(version)) as served:
-                served_version = served.version
-                # Binary tensor data is taken zero-copy: only the JSON part costs decoding time.
-                json_size = len(body) if header_length is None else header_length
-                request = await self.run_codec(
-                    json_size, kserve_v2.decode_infer, body, header_length, served.signature
-                )
-                inputs = await self.run_codec(
-                    len(body) if has_bytes(request.inputs) else 0,  # images decode off the loop
-                    prepare_inputs, request.inputs, served.signature,
-                )
-                timing = InferTiming()
-                outputs = await served.infer(inputs, timing)
-            response, json_length = await self.run_codec(
-                _json_output_bytes(outputs, request), kserve_v2.encode_infer, name,
-                served_version, outputs, request,
+    """The /infer route for every method but POST: CORS preflight, ``406`` for the others.
+    POST is served by :data:`INFER` (:mod:`.direct`), before Tornado's routing."""
+
+
+async def infer(
+    deps: Deps, args: Sequence[str | None], headers: HTTPHeaders, body: bytes
+) -> Reply:
+    """POST /infer: JSON tensors, or the binary tensor data extension."""
+    name, version = args
+    assert name is not None  # the route's first group always matches
+    started = time.perf_counter()
+    served_version: int | None = None
+    try:
+        check_name(name)
+        header_length = _header_length(headers.get(HEADER_LENGTH))
+        async with deps.manager.use(name, parse_version(version)) as served:
+            served_version = served.version
+            # Binary tensor data is taken zero-copy: only the JSON part costs decoding time.
+            json_size = len(body) if header_length is None else header_length
+            request = await run_codec(
+                deps, json_size, kserve_v2.decode_infer, body, header_length, served.signature
             )
-        except errors.ServingError as exc:
-            self.count("ModelInfer", name, served_version, ok=False)
-            self.fail(exc)
-            return
-        if json_length is not None:
-            self.set_header(HEADER_LENGTH, str(json_length))
-            self.set_header("Content-Type", "application/octet-stream")
-        self.send(response)
-        self.count_inference(name, served.version, timing)
-        self.count("ModelInfer", name, served.version, ok=True, started=started)
+            inputs = await run_codec(
+                deps, len(body) if has_bytes(request.inputs) else 0,  # images decode off the loop
+                prepare_inputs, request.inputs, served.signature,
+            )
+            timing = InferTiming()
+            outputs = await served.infer(inputs, timing)
+        response, json_length = await run_codec(
+            deps, _json_output_bytes(outputs, request), kserve_v2.encode_infer, name,
+            served_version, outputs, request,
+        )
+    except errors.ServingError as exc:
+        count_request(deps, API, "ModelInfer", name, served_version, ok=False)
+        status = status_for(STATUS, exc)
+        if status >= 500:
+            log.error("Inference of %s failed: %s", name, exc)
+        return Reply(status, kserve_v2.encode_error(exc.message))
+    count_inference(deps, name, served.version, timing)
+    count_request(deps, API, "ModelInfer", name, served.version, ok=True, started=started)
+    if json_length is None:
+        return Reply(200, response)
+    return Reply(200, response, (("Content-Type", "application/octet-stream"),
+                                 (HEADER_LENGTH, str(json_length))))
 
 
 def _header_length(value: str | None) -> int | None:
@@ -147,11 +171,15 @@ def _json_output_bytes(outputs: dict[str, Any], request: kserve_v2.V2Request) ->
     return size
 
 
+_INFER = _TARGET + r"/infer"
+INFER = Endpoint(_INFER, infer, kserve_v2.encode_error)
+"""POST /infer, served by :mod:`.direct`."""
+
 ROUTES = [
     (r"/v2/health/live", LiveHandler),
     (r"/v2/health/ready", ReadyHandler),
     (r"/v2/?", ServerMetadataHandler),
     (_TARGET + r"/ready", ModelReadyHandler),
-    (_TARGET + r"/infer", InferHandler),
+    (_INFER, InferHandler),
     (_TARGET, ModelMetadataHandler),
 ]

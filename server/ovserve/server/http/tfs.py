@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from typing import ClassVar
+
+from tornado.httputil import HTTPHeaders
 
 from .. import errors
 from ..backend.base import InferTiming
@@ -26,7 +29,18 @@ from ..codecs import tfs
 from ..config import ConfigError
 from ..images import has_bytes, prepare_inputs
 from ..manager import ConfigFileError
-from .base import CONFIG_HASH_HEADER, BaseHandler, BodyHandler
+from .base import (
+    CONFIG_HASH_HEADER,
+    BaseHandler,
+    BodyHandler,
+    Deps,
+    Endpoint,
+    Reply,
+    count_inference,
+    count_request,
+    run_codec,
+    status_for,
+)
 
 log = logging.getLogger("ovserve.server.http")
 API = "TensorFlowServing"
@@ -106,34 +120,46 @@ class ModelListHandler(TfsHandler):
 
 
 class PredictHandler(BodyHandler, TfsHandler):
-    """POST :predict in row (``instances``) or column (``inputs``) form."""
+    """The :predict route for every method but POST: CORS preflight, ``406`` for the others.
+    POST is served by :data:`PREDICT` (:mod:`.direct`), before Tornado's routing."""
 
-    async def post(self, name: str, version: str | None, label: str | None, verb: str) -> None:
-        if verb != "predict":
-            self.send(self.encode_error("Requested REST resource not found"), 404)
-            return
-        started = time.perf_counter()
-        served_version: int | None = None
-        try:
-            check_name(name)
-            body = self.body
-            async with self.deps.manager.use(name, parse_version(version)) as served:
-                served_version = served.version
-                request = await self.run_codec(len(body), tfs.decode_predict, body, served.signature)
-                inputs = await self.run_codec(
-                    len(body) if has_bytes(request.inputs) else 0,  # images decode off the loop
-                    prepare_inputs, request.inputs, served.signature,
-                )
-                timing = InferTiming()
-                outputs = await served.infer(inputs, timing)
-            response = await self.run_codec(len(body), tfs.encode_predict, outputs, request.row)
-        except errors.ServingError as exc:
-            self.count("Predict", name, served_version, ok=False)
-            self.fail(exc)
-            return
-        self.send(response)
-        self.count_inference(name, served.version, timing)
-        self.count("Predict", name, served.version, ok=True, started=started)
+
+async def predict(
+    deps: Deps, args: Sequence[str | None], headers: HTTPHeaders, body: bytes
+) -> Reply:
+    """POST :predict in row (``instances``) or column (``inputs``) form."""
+    name, version, _label, verb = args
+    assert name is not None  # the route's first group always matches
+    if verb != "predict":
+        return Reply(404, tfs.encode_error("Requested REST resource not found"))
+    started = time.perf_counter()
+    served_version: int | None = None
+    try:
+        check_name(name)
+        async with deps.manager.use(name, parse_version(version)) as served:
+            served_version = served.version
+            request = await run_codec(deps, len(body), tfs.decode_predict, body, served.signature)
+            inputs = await run_codec(
+                deps, len(body) if has_bytes(request.inputs) else 0,  # images decode off the loop
+                prepare_inputs, request.inputs, served.signature,
+            )
+            timing = InferTiming()
+            outputs = await served.infer(inputs, timing)
+        response = await run_codec(deps, len(body), tfs.encode_predict, outputs, request.row)
+    except errors.ServingError as exc:
+        count_request(deps, API, "Predict", name, served_version, ok=False)
+        return error_reply(exc, name)
+    count_inference(deps, name, served.version, timing)
+    count_request(deps, API, "Predict", name, served.version, ok=True, started=started)
+    return Reply(200, response)
+
+
+def error_reply(exc: errors.ServingError, name: str) -> Reply:
+    """A domain error of an inference as this API answers it (logged when the server failed)."""
+    status = status_for(STATUS, exc)
+    if status >= 500:
+        log.error("Inference of %s failed: %s", name, exc)
+    return Reply(status, tfs.encode_error(exc.message))
 
 
 class ConfigReloadHandler(BodyHandler, TfsHandler):
@@ -188,9 +214,12 @@ class ConfigStatusHandler(TfsHandler):
 
 
 _TARGET = r"/v1/models/([^/:]+)(?:/versions/(\d+)|/labels/(\w+))?"
+_PREDICT = _TARGET + r":(predict|classify|regress)"
+PREDICT = Endpoint(_PREDICT, predict, tfs.encode_error)
+"""POST :predict, served by :mod:`.direct`."""
 
 ROUTES = [
-    (_TARGET + r":(predict|classify|regress)", PredictHandler),
+    (_PREDICT, PredictHandler),
     (_TARGET + r"(/metadata)?", ModelStatusHandler),
     (r"/v1/models/?", ModelListHandler),
     (r"/v1/config/reload", ConfigReloadHandler),

@@ -1,0 +1,248 @@
+"""The inference routes served straight off Tornado's HTTP connection, without a RequestHandler.
+
+:class:`Router` is what the HTTP server is given (:func:`.app.make_app`). For a ``POST`` whose
+path one of its :class:`~.base.Endpoint` patterns matches (v1 ``:predict``, v2 ``/infer``) it
+reads the body and calls the endpoint itself; every other request goes to the Tornado
+application, unchanged, by the application's own routing (the same patterns route the other
+methods of those URLs to handlers that answer CORS preflights and ``406``).
+
+Why: a ``RequestHandler`` costs about a third of the event loop's time on a small request
+(routing through every rule, a handler object with ``clear()``, a task, output transforms, the
+``finish``/``flush`` machinery), measured against a bare ``HTTPMessageDelegate`` serving the
+same bytes (docs/performance.md). An inference is the request that must be fast; the rest keep
+Tornado's conveniences.
+
+What a handler did that this module does too, so that clients see no difference: Tornado's path
+matching and unquoting (``pattern$``, ``%xx`` decoded as UTF-8, ``400`` otherwise), the headers
+(``Server``, ``Content-Type``, ``Date``, CORS, ``Content-Length``; ``Connection: close`` when the
+body is refused before it is read), the body limit with the dialect's ``413`` (:mod:`.base`),
+the in-flight count that shutdown drains, a ``500`` with the dialect's error body for a bug (the
+traceback logged), and the ``tornado.access`` log line (``status method uri (ip) ms``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import Sequence
+from http.client import responses
+from typing import Any
+
+import tornado
+import tornado.httputil
+from tornado.escape import url_unescape
+from tornado.httputil import HTTPHeaders, HTTPServerConnectionDelegate, ResponseStartLine
+from tornado.log import access_log
+from tornado.web import Application
+
+from .base import JSON, Deps, Endpoint, Reply, close_body, open_body, too_large_message
+
+log = logging.getLogger("ovserve.server.http")
+
+_SERVER = f"TornadoServer/{tornado.version}"  # what RequestHandler sends
+_OK = ResponseStartLine("HTTP/1.1", 200, "OK")
+
+
+class _Date:
+    """The ``Date`` header's value, formatted once a second."""
+
+    second = -1
+    text = ""
+
+    @classmethod
+    def now(cls) -> str:
+        now = time.time()
+        if int(now) != cls.second:
+            cls.second = int(now)
+            cls.text = tornado.httputil.format_timestamp(now)
+        return cls.text
+
+
+class Router(HTTPServerConnectionDelegate):
+    """The HTTP server's delegate: :data:`endpoints` directly, the application for the rest."""
+
+    def __init__(self, application: Application, deps: Deps, endpoints: Sequence[Endpoint]) -> None:
+        self.application = application
+        self.deps = deps
+        self.endpoints = [(re.compile(e.pattern + "$"), e) for e in endpoints]
+
+    def start_request(self, server_conn: object, request_conn: Any) -> _Exchange:
+        return _Exchange(self, server_conn, request_conn)
+
+    def on_close(self, server_conn: object) -> None:
+        self.application.on_close(server_conn)
+
+    def match(self, path: str) -> tuple[Endpoint, list[str | None] | None] | None:
+        """The endpoint for a request path (query included) and its path arguments as Tornado
+        matches and unquotes them (``None`` for arguments that are not UTF-8 once unquoted);
+        ``None`` when no endpoint's pattern matches."""
+        query = path.find("?")
+        if query >= 0:
+            path = path[:query]
+        for regex, endpoint in self.endpoints:
+            found = regex.match(path)
+            if found is not None:
+                try:
+                    return endpoint, [_unquote(group) for group in found.groups()]
+                except UnicodeDecodeError:
+                    return endpoint, None
+        return None
+
+
+def _unquote(group: str | None) -> str | None:
+    """A path argument as a handler receives it (``url_unescape``, then strict UTF-8)."""
+    if group is None or "%" not in group:
+        return group
+    return url_unescape(group, encoding=None, plus=False).decode("utf-8")
+
+
+class _Exchange(tornado.httputil.HTTPMessageDelegate):
+    """One request on a connection: served here when it matches an endpoint, else handed on."""
+
+    _args: list[str | None]
+    _chunks: list[bytes]
+    _endpoint: Endpoint
+    _headers: HTTPHeaders
+    _size: int
+    _start: tornado.httputil.RequestStartLine
+    _started: float
+
+    def __init__(self, router: Router, server_conn: object, request_conn: Any) -> None:
+        self._router = router
+        self._server_conn = server_conn
+        self._conn = request_conn
+        self._inner: tornado.httputil.HTTPMessageDelegate | None = None
+        self._counted = False
+        self._replied = False
+        self._closed = False
+        self._task: asyncio.Task[None] | None = None
+
+    # -------------------------------------------------------------- HTTPMessageDelegate
+
+    def headers_received(
+        self,
+        start_line: tornado.httputil.RequestStartLine | ResponseStartLine,
+        headers: HTTPHeaders,
+    ) -> Any:
+        assert isinstance(start_line, tornado.httputil.RequestStartLine)
+        found = self._router.match(start_line.path) if start_line.method == "POST" else None
+        if found is not None:
+            self._begin(start_line, headers)
+            self._endpoint, args = found
+            if args is None:  # Tornado: HTTPError(400) from RequestHandler.decode_argument
+                log.warning("Invalid unicode in the URL path: %s", start_line.path)
+                self._refuse(Reply(400, self._endpoint.encode_error("Bad Request")))
+                return None
+            self._args = args
+            length = open_body(self._conn, headers.get("Content-Length"))
+            if length > self._router.deps.max_body_bytes:
+                self._refuse_too_large()
+            return None
+        self._inner = self._router.application.start_request(self._server_conn, self._conn)
+        return self._inner.headers_received(start_line, headers)
+
+    def data_received(self, chunk: bytes) -> Any:
+        if self._inner is not None:
+            return self._inner.data_received(chunk)
+        if self._replied:
+            return None
+        self._size += len(chunk)
+        if self._size > self._router.deps.max_body_bytes:
+            self._chunks.clear()
+            self._refuse_too_large()
+            return None
+        self._chunks.append(chunk)
+        return None
+
+    def finish(self) -> None:
+        if self._inner is not None:
+            self._inner.finish()
+            return
+        if self._replied:
+            return
+        chunks = self._chunks
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        self._chunks = []
+        self._task = asyncio.get_running_loop().create_task(self._serve(body))
+
+    def on_connection_close(self) -> None:
+        if self._inner is not None:
+            self._inner.on_connection_close()
+            return
+        self._closed = True
+        if self._task is None:  # no inference running: nothing left to wait for
+            self._uncount()
+
+    # -------------------------------------------------------------- serving
+
+    def _begin(self, start_line: tornado.httputil.RequestStartLine, headers: HTTPHeaders) -> None:
+        self._start = start_line
+        self._headers = headers
+        self._started = time.perf_counter()
+        self._chunks = []
+        self._size = 0
+        self._router.deps.inflight.count += 1
+        self._counted = True
+
+    async def _serve(self, body: bytes) -> None:
+        endpoint = self._endpoint
+        try:
+            reply = await endpoint.serve(self._router.deps, self._args, self._headers, body)
+        except Exception:  # a bug: log it, never leak a traceback to the client
+            log.exception("Uncaught exception %s %s", self._start.method, self._start.path)
+            reply = Reply(500, endpoint.encode_error("Internal server error"))
+        try:
+            self._reply(reply)
+        finally:
+            self._uncount()
+
+    def _refuse_too_large(self) -> None:
+        message = too_large_message(self._router.deps.max_body_bytes)
+        self._refuse(Reply(413, self._endpoint.encode_error(message)))
+
+    def _refuse(self, reply: Reply) -> None:
+        """Answer before the body is read; the connection closes once the answer is written."""
+        self._reply(reply, close=True)
+        self._uncount()
+
+    def _reply(self, reply: Reply, close: bool = False) -> None:
+        self._replied = True
+        conn = self._conn
+        close_body(conn)
+        if self._closed:
+            return
+        deps = self._router.deps
+        headers = HTTPHeaders()
+        headers["Server"] = _SERVER
+        headers["Content-Type"] = JSON
+        headers["Date"] = _Date.now()
+        cors = deps.cors
+        if cors is not None:
+            headers["Access-Control-Allow-Origin"] = cors.allowed_origins
+            if cors.allow_credentials:
+                headers["Access-Control-Allow-Credentials"] = "true"
+        for name, value in reply.headers:
+            headers[name] = value
+        if close:  # Tornado closes after this answer: say so, or a client reuses a dead connection
+            headers["Connection"] = "close"
+        headers["Content-Length"] = str(len(reply.body))
+        status = reply.status
+        start = _OK if status == 200 else ResponseStartLine(
+            "HTTP/1.1", status, responses.get(status, "Unknown"))
+        conn.write_headers(start, headers, reply.body)
+        conn.finish()
+        self._log(status)
+
+    def _log(self, status: int) -> None:
+        level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
+        if access_log.isEnabledFor(level):
+            remote = getattr(getattr(self._conn, "context", None), "remote_ip", None)
+            access_log.log(level, "%d %s %s (%s) %.2fms", status, self._start.method,
+                           self._start.path, remote, 1000.0 * (time.perf_counter() - self._started))
+
+    def _uncount(self) -> None:
+        if self._counted:
+            self._counted = False
+            self._router.deps.inflight.count -= 1
