@@ -86,11 +86,17 @@ def _wait(target: Target, path: str, timeout: float) -> None:
     raise TimeoutError(f"{target.name} not ready after {timeout:.0f}s:\n{target.log_tail()}")
 
 
-def start_floor(responses_dir: Path, workdir: Path, chunk_size: int = 65536) -> Target:
+def start_floor(responses_dir: Path, workdir: Path, chunk_size: int = 65536,
+                bare: bool = False) -> Target:
+    """The floor (floor.py); with ``bare``, the bare-delegate floor (``POST /bare/<case>``)."""
     port = free_port()
     cmd = [sys.executable, str(Path(__file__).with_name("floor.py")), "--host", HOST,
            "--port", str(port), "--responses", str(responses_dir), "--chunk-size", str(chunk_size)]
-    target = _spawn("floor", cmd, port, workdir)
+    name = "floor"
+    if bare:
+        cmd.append("--bare")
+        name = "bare"
+    target = _spawn(name, cmd, port, workdir)
     _wait(target, "/ready", 30)
     return target
 

@@ -14,6 +14,7 @@ with the most samples, by self time and inclusive, and keeps the collapsed stack
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import shutil
 import subprocess
@@ -74,6 +75,8 @@ def main() -> int:
     p.add_argument("--top", type=int, default=25)
     p.add_argument("--server-bin", type=Path, default=procs.SERVER_BIN)
     p.add_argument("--native", action="store_true", help="include native (C) frames")
+    p.add_argument("--plugin-config", type=json.loads, default=None, metavar="JSON",
+                   help='plugin_config for both models, e.g. \'{"INFERENCE_NUM_THREADS": 1}\'')
     args = p.parse_args()
     spy = shutil.which("py-spy") or str(procs.REPO / ".venv" / "bin" / "py-spy")
     if not Path(spy).exists():
@@ -85,12 +88,20 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="ovserve-profile-") as tmp_name:
         tmp = Path(tmp_name)
         config = workload.build_models(tmp / "models", args.nireq)
+        if args.plugin_config is not None:
+            doc = json.loads(config.read_text())
+            for entry in doc["model_config_list"]:
+                entry["config"]["plugin_config"] = args.plugin_config
+            config.write_text(json.dumps(doc))
         server = procs.start_ovserve(config, tmp, server_bin=args.server_bin)
         try:
             url = server.base_url + case.path
             loadgen.measure(url, case.body, case.headers, args.connections, 2, 0)  # warm-up
             cmd = [spy, "record", "--pid", str(server.proc.pid), "--duration",
-                   str(args.seconds), "--format", "raw", "--output", str(out)]
+                   str(args.seconds), "--format", "raw", "--output", str(out),
+                   # sampling without pausing the server: pauses inflate the inline path's
+                   # measured costs, and the model may leave it (the log says so)
+                   "--nonblocking"]
             if args.native:
                 cmd.append("--native")
             result: list[loadgen.LoadResult] = []

@@ -28,7 +28,7 @@ PEER_LARGE_RPS = 65.0  # the upper end of the peers' 60-65 req/s: the stricter c
 class Row:
     case: str
     title: str
-    target: str  # limit | floor | ovserve
+    target: str  # limit | floor | bare | ovserve
     result: LoadResult
     body_bytes: int
     response_bytes: int
@@ -94,6 +94,10 @@ class Report:
                   "issue 2's small-request target, applied to v2"),
             Ratio("v2 binary large: ovserve / floor", div(ov("v2_binary", "ovserve"),
                                                           ov("v2_binary", "floor")), 0.80),
+            *(Ratio(f"{case.replace('_', ' ')}: ovserve / bare delegate",
+                    div(ov(case, "ovserve"), ov(case, "bare")), None,
+                    "no RequestHandler in either" if case == "small_col" else "")
+              for case in ("small_col", "small_row", "v2_json", "v2_binary", "large_row")),
             Ratio("small: ovserve col / limit", div(ov("small_col", "ovserve"),
                                                     ov("small", "limit")), None),
             Ratio("large: ovserve row / limit", div(ov("large_row", "ovserve"),

@@ -169,11 +169,12 @@ def main(argv: list[str] | None = None) -> int:
                                             f"{got[:300]!r}; floor uses the expected response")
                 (responses / f"{case.name}.bin").write_bytes(body)
             floor = procs.start_floor(responses, tmp, args.floor_chunk_size)
+            bare = procs.start_floor(responses, tmp, args.floor_chunk_size, bare=True)
             try:
                 for case in cases:
                     if not (responses / f"{case.name}.bin").exists():
                         continue
-                    targets = [("floor", floor, case.floor_path)]
+                    targets = [("floor", floor, case.floor_path), ("bare", bare, case.bare_path)]
                     if server is not None and case.name in answers:
                         targets.append(("ovserve", server, case.path))
                     # Floor and ovserve alternate in short rounds, so a slow spell of a noisy
@@ -195,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
                             report.notes.append(f"{case.name} {target}: {errors} errors")
             finally:
                 floor.stop()
+                bare.stop()
         finally:
             if server is not None:
                 server.stop()

@@ -59,6 +59,10 @@ class Case:
     def floor_path(self) -> str:
         return f"/case/{self.name}"
 
+    @property
+    def bare_path(self) -> str:
+        return f"/bare/{self.name}"
+
 
 def pool_model(base: Path, version: int = 1) -> Path:
     """``x`` f32 [-1,3,224,224] -> ``y`` f32 [-1,1024]: the mean of each 147 consecutive values."""
