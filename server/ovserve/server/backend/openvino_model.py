@@ -15,10 +15,13 @@ The inline path. For a tiny model the asynchronous round trip costs far more tha
 ``start_async`` releases the GIL, the completion callback needs it back on an OpenVINO thread, and
 ``call_soon_threadsafe`` wakes the loop: ~120 us of event-loop time a call under load (cProfile),
 against ~25 us for a synchronous ``infer()`` of a ``[4,2,2]`` add (measured on the 2-core
-development machines). So a request with at most ``INLINE_MAX_BYTES`` of input (or up to twice the
-input size the model was calibrated with, when that is more), arriving while no call waits for the
-pool, runs ``infer()`` synchronously on the loop, on an infer request of its own (the pool's keep
-their completion callbacks). Its cost is the smaller of the process's CPU time and the wall time
+development machines). So a request with at most ``INLINE_MAX_BYTES`` of input, arriving while no
+call waits for the pool, runs ``infer()`` synchronously on the loop, on an infer request of its own
+(the pool's keep their completion callbacks). Larger inputs always use the pool: for a
+``[1,3,224,224]`` float tensor (602 KB) the pool served more requests a second than the inline
+path in every A/B run (bench/ab.py, v2 binary), with less event-loop CPU a request (1015 against
+1277 us): the inference then overlaps the loop's reading of the next bodies instead of stopping
+it, and its inputs are shared with OpenVINO instead of copied. Its cost is the smaller of the process's CPU time and the wall time
 during the call: CPU time counts the inference's own work on OpenVINO's threads but also their
 spin-waiting (the CPU plugin's idle worker spins through every call, about doubling a small model's
 CPU time), wall time also counts waiting for a core on a busy machine; each over-counts where the
@@ -65,9 +68,9 @@ _Tensor = ov.Tensor
 _SWEEP_SECONDS = 0.005
 _SWEEP_MAX_SECONDS = 0.2
 
-# The inline path (see the module docstring): requests with at most INLINE_MAX_BYTES of input (or
-# twice the calibrated input) run synchronously on the event loop while the lower quartile of the
-# costs of this model's last _INLINE_WINDOW inline calls stays within INLINE_MAX_US.
+# The inline path (see the module docstring): requests with at most INLINE_MAX_BYTES of input run
+# synchronously on the event loop while the lower quartile of the costs of this model's last
+# _INLINE_WINDOW inline calls stays within INLINE_MAX_US.
 INLINE_MAX_BYTES = 64 * 1024
 INLINE_MAX_US = 500.0
 _INLINE_WINDOW = 9  # recent inline calls whose lower quartile decides
@@ -179,7 +182,6 @@ class OpenVINOModel:
         self._inline_costs: collections.deque[float] = collections.deque(maxlen=_INLINE_WINDOW)
         # whether the next inline call reads the process CPU clock (see _infer_inline)
         self._cpu_clock = False
-        self._inline_bytes = INLINE_MAX_BYTES  # calibrate() raises it to twice what it measured
         self._inline_request: Any = None  # calibrate() creates it: one request, no callback
         # per input, the array whose memory backs the inline request's input tensor, so a
         # request of the same shape is copied in without a new tensor
@@ -200,7 +202,7 @@ class OpenVINOModel:
             nbytes = 0
             for array in inputs.values():
                 nbytes += array.nbytes
-            if nbytes <= self._inline_bytes:
+            if nbytes <= INLINE_MAX_BYTES:
                 return self._infer_inline(inputs, timing)
         if timing is not None:
             t0 = time.perf_counter()
@@ -345,14 +347,16 @@ class OpenVINOModel:
         """Time inference on zeros (after a warming one; the cheapest of up to three tries) and
         enable the inline path if it cost at most ``INLINE_MAX_US``. Blocks: the backend calls it
         while loading, off the event loop. Returns the microseconds measured, or ``None`` when the
-        model cannot be calibrated (string or BF16 inputs, dynamic rank, a failing inference): it
-        then always uses the pool."""
+        model cannot be calibrated (string or BF16 inputs, dynamic rank, a failing inference) or
+        its smallest request is over ``INLINE_MAX_BYTES``: it then always uses the pool."""
         inputs: list[np.ndarray] = []
         for spec in self.signature.inputs:
             dtype = spec.dtype
             if spec.shape is None or spec.precision in _KINDS or dtype.kind not in "iufb":
                 return None
             inputs.append(np.zeros([max(1, d.min) for d in spec.shape], dtype=dtype))
+        if sum(a.nbytes for a in inputs) > INLINE_MAX_BYTES:
+            return None  # no request of this model can run inline
         # The inline path gets a request of its own, so it never takes one from the pool (and
         # needs no completion callback).
         request = self._compiled.create_infer_request()
@@ -377,8 +381,6 @@ class OpenVINOModel:
         self._inline_owned = dict(enumerate(inputs))  # the zeros now back its input tensors
         self._inline_costs.append(spent)
         self._inline = spent <= INLINE_MAX_US
-        # A request up to twice the calibrated size costs about twice as much at worst.
-        self._inline_bytes = max(INLINE_MAX_BYTES, 2 * sum(a.nbytes for a in inputs))
         return spent
 
     def _tensors(self, inputs: Mapping[str, np.ndarray]) -> tuple[list[Any], list[np.ndarray]]:
