@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import ovtest_models as models
 import pytest
 import requests
@@ -74,6 +76,18 @@ def test_https_serves_predictions(tls_server: ServerProcess, pki: dict[str, Path
     r = requests.post(f"{tls_server.url}/v1/models/add:predict", json=BODY, verify=str(pki["ca"]), timeout=10)
     assert r.status_code == 200
     assert r.json() == {"outputs": [[[1.0, 2.0], [3.0, 4.0]]]}
+
+
+def test_https_serves_large_bodies(tls_server: ServerProcess, pki: dict[str, Path]) -> None:
+    """A body over 64 KiB is read into one buffer by the inference route (http/direct.py)."""
+    a = np.arange(3000 * 4, dtype=np.float32).reshape(3000, 2, 2)
+    body = json.dumps({"inputs": {"a": a.tolist(), "b": a.tolist()}}).encode()
+    assert len(body) > 100_000
+    session = tls_server.extra["session"]
+    for _ in range(2):  # the same keep-alive connection, after a large body
+        r = session.post(f"{tls_server.url}/v1/models/add:predict", data=body, timeout=30)
+        assert r.status_code == 200, r.text
+        np.testing.assert_array_equal(np.array(r.json()["outputs"], dtype=np.float32), 2 * a)
 
 
 def test_plain_http_is_refused_on_the_tls_port(tls_server: ServerProcess) -> None:

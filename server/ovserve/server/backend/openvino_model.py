@@ -18,23 +18,24 @@ against ~25 us for a synchronous ``infer()`` of a ``[4,2,2]`` add (measured on t
 development machines). So a request with at most ``INLINE_MAX_BYTES`` of input, arriving while no
 call waits for the pool, runs ``infer()`` synchronously on the loop, on an infer request of its own
 (the pool's keep their completion callbacks). Larger inputs always use the pool: for a
-``[1,3,224,224]`` float tensor (602 KB) the pool served more requests a second than the inline
-path in every A/B run (bench/ab.py, v2 binary), with less event-loop CPU a request (1015 against
-1277 us): the inference then overlaps the loop's reading of the next bodies instead of stopping
-it, and its inputs are shared with OpenVINO instead of copied. Its cost is the smaller of the process's CPU time and the wall time
-during the call: CPU time counts the inference's own work on OpenVINO's threads but also their
-spin-waiting (the CPU plugin's idle worker spins through every call, about doubling a small model's
-CPU time), wall time also counts waiting for a core on a busy machine; each over-counts where the
-other does not. As only whether a cost is within the budget matters, the CPU clock is read only
-after a call over it (reading it while OpenVINO's worker spins costs ~25 us under load); the first
-call over the budget of a run is therefore not counted. Whether a model starts on this path is
-decided while it loads, off the loop: :meth:`OpenVINOModel.calibrate` measures inference on zeros
-(after a warming one; the cheapest of up to three tries), and only a model that cost at most
-``INLINE_MAX_US`` starts inline. While the lower quartile of the costs of its last few inline calls
-stays within ``INLINE_MAX_US`` it keeps doing so; once it is above, inlining is off for this loaded
-model and every later call uses the pool. The lower quartile ignores the slow calls that a busy
-machine produces, even in runs (5 of 9 calls in a row over the budget have been seen), while a
-model that is really slower on real inputs leaves within about five calls.
+``[1,3,224,224]`` float tensor (602 KB) the pool served more requests a second than the inline path
+in every A/B run (bench/ab.py, v2 binary), with less event-loop CPU a request (1015 against 1277
+us): the inference then overlaps the loop's reading of the next bodies instead of stopping it, and
+its inputs are shared with OpenVINO instead of copied. An inline call's cost is the smaller of the
+process's CPU time and the wall time during the call: CPU time counts the inference's own work on
+OpenVINO's threads but also their spin-waiting (the CPU plugin's idle worker spins through every
+call, about doubling a small model's CPU time), wall time also counts waiting for a core on a busy
+machine; each over-counts where the other does not. As only whether a cost is within the budget
+matters, the CPU clock is read only after a call over it (reading it while OpenVINO's worker spins
+costs ~25 us under load); the first call over the budget of a run is therefore not counted. Whether
+a model starts on this path is decided while it loads, off the loop:
+:meth:`OpenVINOModel.calibrate` measures inference on zeros (after a warming one; the cheapest of
+up to three tries), and only a model that cost at most ``INLINE_MAX_US`` starts inline. While the
+lower quartile of the costs of its last few inline calls stays within ``INLINE_MAX_US`` it keeps
+doing so; once it is above, inlining is off for this loaded model and every later call uses the
+pool. The lower quartile ignores the slow calls that a busy machine produces, even in runs (5 of 9
+calls in a row over the budget have been seen), while a model that is really slower on real inputs
+leaves within about five calls.
 """
 
 from __future__ import annotations

@@ -117,7 +117,7 @@ class _Input:
     raw: memoryview | None = None
 
 
-def decode_infer(body: bytes, header_length: int | None, signature: Signature) -> V2Request:
+def decode_infer(body: bytes | bytearray, header_length: int | None, signature: Signature) -> V2Request:
     """Parse an infer body (JSON, or JSON + binary tensors) into arrays of the requested types.
 
     Checks the structure, the binary layout, the input count and names, each input's datatype

@@ -63,7 +63,7 @@ if _numjson is not None:
     _numjson.set_powers(_power_table())
 
 
-def load(body: bytes, max_depth: int = MAX_DEPTH) -> tuple[Any, int, bytes] | None:
+def load(body: bytes | bytearray, max_depth: int = MAX_DEPTH) -> tuple[Any, int, bytes] | None:
     """``(document, arrays, skeleton)``: ``body`` parsed, its big numeric arrays as numpy arrays.
 
     ``arrays`` is how many arrays were taken out (each an ``int64`` or ``float64`` ndarray in

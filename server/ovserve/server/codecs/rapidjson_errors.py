@@ -33,7 +33,7 @@ _MESSAGES = (
 _SPACE = b" \t\r\n"
 
 
-def invalid_json_text(exc: orjson.JSONDecodeError, doc: bytes) -> str:
+def invalid_json_text(exc: orjson.JSONDecodeError, doc: bytes | bytearray) -> str:
     """``The file is not valid json - Error: <rapidjson message> Offset: <byte offset>``."""
     msg = str(exc.msg)
     # orjson counts characters; rapidjson's offset counts bytes.
@@ -57,7 +57,7 @@ def invalid_json_text(exc: orjson.JSONDecodeError, doc: bytes) -> str:
     return f"{PREFIX} - Error: {text} Offset: {pos}"
 
 
-def _truncated_text(doc: bytes) -> tuple[str, int]:
+def _truncated_text(doc: bytes | bytearray) -> tuple[str, int]:
     """rapidjson's message and offset for a document that ends too early (a cut body or a too
     small ``Inference-Header-Content-Length``), from what the prefix leaves open."""
     stack: list[int] = []  # ord("{") / ord("[") of the open containers
@@ -120,7 +120,7 @@ def _truncated_text(doc: bytes) -> tuple[str, int]:
     return text, end
 
 
-def _common_prefix(a: bytes, b: bytes) -> int:
+def _common_prefix(a: bytes | bytearray, b: bytes) -> int:
     n = 0
     while n < len(a) and n < len(b) and a[n] == b[n]:
         n += 1

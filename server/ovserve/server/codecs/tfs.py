@@ -102,7 +102,7 @@ class PredictRequest:
 
 
 def decode_predict(
-    body: bytes, signature: Signature | None = None
+    body: bytes | bytearray, signature: Signature | None = None
 ) -> PredictRequest:
     """Decode a ``:predict`` body into tensors typed by ``signature``'s input precisions.
 

@@ -51,7 +51,7 @@ class Context:
     error: str
 
 
-def load_json(body: bytes) -> tuple[Any, Spans]:
+def load_json(body: bytes | bytearray) -> tuple[Any, Spans]:
     """Parse ``body``; the :class:`Spans` say what it may hold.
 
     A large body's big numeric arrays come back as numpy arrays (int64 or float64) where their
@@ -73,11 +73,11 @@ def load_json(body: bytes) -> tuple[Any, Spans]:
     return doc, _spans(body)
 
 
-def _spans(body: bytes) -> Spans:
+def _spans(body: bytes | bytearray) -> Spans:
     return Spans(bools=_mentions(body, b"true", 2) or _mentions(body, b"false", 2))
 
 
-def _mentions(body: bytes, word: bytes, pivot: int, limit: int = 256) -> bool:
+def _mentions(body: bytes | bytearray, word: bytes, pivot: int, limit: int = 256) -> bool:
     """``word in body``, found through its rare letter ``word[pivot]`` (memchr is fast)."""
     at = body.find(word[pivot : pivot + 1])
     for _ in range(limit):
@@ -111,7 +111,7 @@ def _depth(doc: Any) -> int:
     return deepest
 
 
-def _invalid_json(body: bytes, exc: orjson.JSONDecodeError) -> errors.InvalidJson:
+def _invalid_json(body: bytes | bytearray, exc: orjson.JSONDecodeError) -> errors.InvalidJson:
     if "depth" in str(exc.msg):
         return errors.InvalidJson(DEPTH_ERROR)
     return errors.InvalidJson(invalid_json_text(exc, body))

@@ -116,7 +116,8 @@ class Endpoint:
 
     pattern: str
     serve: Callable[
-        [Deps, Sequence[str | None], tornado.httputil.HTTPHeaders, bytes], Awaitable[Reply]
+        [Deps, Sequence[str | None], tornado.httputil.HTTPHeaders, bytes | bytearray],
+        Awaitable[Reply],
     ]
     encode_error: Callable[[str], bytes]
 

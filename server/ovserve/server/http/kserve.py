@@ -110,7 +110,7 @@ class InferHandler(BodyHandler, V2Handler):
 
 
 async def infer(
-    deps: Deps, args: Sequence[str | None], headers: HTTPHeaders, body: bytes
+    deps: Deps, args: Sequence[str | None], headers: HTTPHeaders, body: bytes | bytearray
 ) -> Reply:
     """POST /infer: JSON tensors, or the binary tensor data extension."""
     name, version = args

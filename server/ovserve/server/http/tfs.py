@@ -125,7 +125,7 @@ class PredictHandler(BodyHandler, TfsHandler):
 
 
 async def predict(
-    deps: Deps, args: Sequence[str | None], headers: HTTPHeaders, body: bytes
+    deps: Deps, args: Sequence[str | None], headers: HTTPHeaders, body: bytes | bytearray
 ) -> Reply:
     """POST :predict in row (``instances``) or column (``inputs``) form."""
     name, version, _label, verb = args
