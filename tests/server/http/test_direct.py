@@ -301,6 +301,40 @@ async def test_in_flight_until_the_inference_ends_even_when_the_client_left(echo
     assert conn.responses == []  # nothing is written to a closed connection
 
 
+async def test_an_exchange_that_never_waits_is_answered_within_finish(echo: Echo) -> None:
+    """No task and no trip through the event loop for an inference that runs inline."""
+    router, _, settings = make_router(echo)
+    conn = RecordingConnection()
+    delegate = router.start_request(object(), conn)
+    delegate.headers_received(*post("/run/abc"))
+    delegate.data_received(b"x")
+    delegate.finish()
+    assert [r[0].code for r in conn.responses] == [200]  # before any await
+    assert settings.inflight.count == 0
+
+
+async def test_a_waiting_exchange_is_resumed_and_its_cancellation_passed_on(echo: Echo) -> None:
+    echo.gate = asyncio.Event()
+    router, _, settings = make_router(echo)
+    conn = RecordingConnection()
+    first = router.start_request(object(), conn)
+    first.headers_received(*post("/run/one"))
+    first.finish()
+    second = router.start_request(object(), RecordingConnection())
+    second.headers_received(*post("/run/two"))
+    second.finish()
+    assert settings.inflight.count == 2 and conn.responses == []
+    task = second._task  # type: ignore[attr-defined]
+    task.cancel()  # as asyncio.run does with what is left at shutdown
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert settings.inflight.count == 1
+    echo.gate.set()
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert [r[0].code for r in conn.responses] == [200] and settings.inflight.count == 0
+
+
 async def test_connection_lost_before_the_body_ended_counts_nothing(echo: Echo) -> None:
     router, _, settings = make_router(echo)
     delegate = router.start_request(object(), RecordingConnection())
