@@ -10,7 +10,9 @@ Why: a ``RequestHandler`` costs about a third of the event loop's time on a smal
 (routing through every rule, a handler object with ``clear()``, a task, output transforms, the
 ``finish``/``flush`` machinery), measured against a bare ``HTTPMessageDelegate`` serving the
 same bytes (docs/performance.md). An inference is the request that must be fast; the rest keep
-Tornado's conveniences.
+Tornado's conveniences. Two more savings: the exchange runs at once in :meth:`_Exchange.finish`,
+a task continuing only one that suspends (:func:`_run_eagerly`: an inline inference never does),
+and a body over 64 KiB is read into one buffer (:meth:`_Exchange._read_into`).
 
 What a handler did that this module does too, so that clients see no difference: Tornado's path
 matching and unquoting (``pattern$``, ``%xx`` decoded as UTF-8, ``400`` otherwise), the headers
