@@ -16,7 +16,7 @@ from tornado.httputil import HTTPHeaders, RequestStartLine, ResponseStartLine
 from tornado.iostream import StreamClosedError
 
 from ovserve.server.http.base import Cors, Deps, Endpoint, Reply
-from ovserve.server.http.direct import Router
+from ovserve.server.http.direct import READ_INTO_MAX, Router
 
 
 class _Stream:
@@ -251,18 +251,24 @@ async def test_client_leaving_during_the_body_read_serves_nothing(echo: Echo) ->
     assert echo.calls == [] and conn.responses == [] and settings.inflight.count == 0
 
 
-@pytest.mark.parametrize("header", [{"Expect": "100-continue"}, {"Transfer-Encoding": "chunked"}])
-async def test_large_bodies_tornado_must_read_are_left_to_it(echo: Echo, header: dict[str, str]
-                                                             ) -> None:
+@pytest.mark.parametrize(("length", "header"), [
+    (2 << 20, {"Expect": "100-continue"}),
+    (2 << 20, {"Transfer-Encoding": "chunked"}),
+    (READ_INTO_MAX + 1, {}),
+])
+async def test_large_bodies_tornado_must_read_are_left_to_it(
+    echo: Echo, length: int, header: dict[str, str]
+) -> None:
     """``Expect: 100-continue`` needs Tornado's ``100 Continue`` before the body comes; a chunked
-    body needs its decoding: both arrive through data_received in up to 1 MiB pieces."""
+    body needs its decoding; a body over READ_INTO_MAX is not allocated before it arrives: all
+    come through data_received in up to 1 MiB pieces."""
     router, _, _ = make_router(echo)
     conn = RecordingConnection()
     delegate = router.start_request(object(), conn)
-    headers = HTTPHeaders({"Content-Length": str(2 << 20), **header})
+    headers = HTTPHeaders({"Content-Length": str(length), **header})
     assert delegate.headers_received(RequestStartLine("POST", "/run/abc", "HTTP/1.1"),
                                      headers) is None
-    assert headers["Content-Length"] == str(2 << 20)
+    assert headers["Content-Length"] == str(length)
     assert conn.stream.read_chunk_size == 1 << 20
     delegate.data_received(b"x" * (1 << 20))
     delegate.data_received(b"y" * (1 << 20))

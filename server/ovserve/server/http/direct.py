@@ -57,6 +57,10 @@ _SERVER = f"TornadoServer/{tornado.version}"  # what RequestHandler sends
 _OK = ResponseStartLine("HTTP/1.1", 200, "OK")
 READ_INTO_MIN = SMALL_READ
 """Bodies with a ``Content-Length`` over this are read into one buffer (:meth:`_Exchange._read_into`)."""
+READ_INTO_MAX = 16 << 20
+"""... and at most this: the buffer is allocated when the headers arrive, before any body byte,
+so this bounds what a client that declares a body and sends none makes the server hold. Larger
+bodies are read by Tornado as they arrive."""
 
 
 class _Date:
@@ -208,8 +212,8 @@ class _Exchange(tornado.httputil.HTTPMessageDelegate):
                 self._refuse_too_large()
                 return None
             stream = getattr(self._conn, "stream", None)
-            if (length > READ_INTO_MIN and stream is not None and "Expect" not in headers
-                    and "Transfer-Encoding" not in headers):
+            if (READ_INTO_MIN < length <= READ_INTO_MAX and stream is not None
+                    and "Expect" not in headers and "Transfer-Encoding" not in headers):
                 # Read the body into one buffer here; Tornado then has none left to read (its
                 # own gzip delegate rewrites request headers the same way).
                 headers["Content-Length"] = "0"
