@@ -156,6 +156,17 @@ def test_predict_is_served_like_every_other_route(server: ServerProcess) -> None
         conn.close()
 
 
+def test_inputs_with_different_batch_sizes_fail_the_inference(
+    http: requests.Session, server: ServerProcess
+) -> None:
+    """Each input alone fits ``[-1,2,2]``; OpenVINO refuses the pair, which do not broadcast
+    (docs/troubleshooting.md)."""
+    body = {"inputs": {"a": [[[1, 2], [3, 4]]] * 2, "b": [[[1, 2], [3, 4]]] * 3}}  # 2 vs 3
+    r = post(http, server, "/v1/models/add:predict", body)
+    assert r.status_code == 500, r.text
+    assert "error" in r.json() and "Exception from" not in r.json()["error"]
+
+
 def test_label_is_accepted_and_ignored(http: requests.Session, server: ServerProcess) -> None:
     r = http.get(f"{server.url}/v1/models/add/labels/stable", timeout=10)
     assert r.status_code == 200
