@@ -148,6 +148,16 @@ def count_inference(deps: Deps, name: str, version: int, timing: InferTiming) ->
                                   wait_us=timing.wait_us)
 
 
+def error_reply(table: Mapping[type[errors.ServingError], int], encode_error: Callable[[str], bytes],
+                exc: errors.ServingError, name: str) -> Reply:
+    """A domain error of an inference of model ``name`` as a dialect answers it (``table``,
+    ``encode_error``); logged when the server is at fault (5xx)."""
+    status = status_for(table, exc)
+    if status >= 500:
+        log.error("Inference of %s failed: %s", name, exc)
+    return Reply(status, encode_error(exc.message))
+
+
 async def run_codec(deps: Deps, size: int, func: Callable[..., T], *args: Any) -> T:
     """Run codec work inline, or in the codec executor when ``size`` bytes make it slow."""
     executor = deps.codec_executor

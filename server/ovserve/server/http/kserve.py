@@ -14,7 +14,6 @@ Wire details (JSON shapes, the binary extension) are in :mod:`ovserve.server.cod
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -33,12 +32,11 @@ from .base import (
     Reply,
     count_inference,
     count_request,
+    error_reply,
     run_codec,
-    status_for,
 )
 from .tfs import STATUS, check_name, parse_version
 
-log = logging.getLogger("ovserve.server.http")
 API = "KServe"
 HEADER_LENGTH = "Inference-Header-Content-Length"
 
@@ -139,10 +137,7 @@ async def infer(
         )
     except errors.ServingError as exc:
         count_request(deps, API, "ModelInfer", name, served_version, ok=False)
-        status = status_for(STATUS, exc)
-        if status >= 500:
-            log.error("Inference of %s failed: %s", name, exc)
-        return Reply(status, kserve_v2.encode_error(exc.message))
+        return error_reply(STATUS, kserve_v2.encode_error, exc, name)
     count_inference(deps, name, served.version, timing)
     count_request(deps, API, "ModelInfer", name, served.version, ok=True, started=started)
     if json_length is None:

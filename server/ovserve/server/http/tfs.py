@@ -38,8 +38,8 @@ from .base import (
     Reply,
     count_inference,
     count_request,
+    error_reply,
     run_codec,
-    status_for,
 )
 
 log = logging.getLogger("ovserve.server.http")
@@ -148,18 +148,10 @@ async def predict(
         response = await run_codec(deps, len(body), tfs.encode_predict, outputs, request.row)
     except errors.ServingError as exc:
         count_request(deps, API, "Predict", name, served_version, ok=False)
-        return error_reply(exc, name)
+        return error_reply(STATUS, tfs.encode_error, exc, name)
     count_inference(deps, name, served.version, timing)
     count_request(deps, API, "Predict", name, served.version, ok=True, started=started)
     return Reply(200, response)
-
-
-def error_reply(exc: errors.ServingError, name: str) -> Reply:
-    """A domain error of an inference as this API answers it (logged when the server failed)."""
-    status = status_for(STATUS, exc)
-    if status >= 500:
-        log.error("Inference of %s failed: %s", name, exc)
-    return Reply(status, tfs.encode_error(exc.message))
 
 
 class ConfigReloadHandler(BodyHandler, TfsHandler):
