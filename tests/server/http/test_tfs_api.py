@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 import io
 import json
+import socket
 from http.client import HTTPConnection
+from typing import Any
 
 import numpy as np
 import pytest
@@ -154,6 +156,56 @@ def test_predict_is_served_like_every_other_route(server: ServerProcess) -> None
             assert r.getheader("Connection") == "Keep-Alive"
     finally:
         conn.close()
+
+
+def test_pipelined_requests_are_answered_in_order(server: ServerProcess) -> None:
+    """Three requests in one write, answered in order on the same connection (the inference
+    routes answer inside Tornado's message handling, the others through a RequestHandler)."""
+    bodies = [json.dumps({"inputs": {"a": [[[v, v], [v, v]]], "b": [[[0, 0], [0, 0]]]}}).encode()
+              for v in (1, 2)]
+    head = "POST /v1/models/add:predict HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n"
+    data = (head.format(len(bodies[0])).encode() + bodies[0]
+            + b"GET /v1/models/add HTTP/1.1\r\nHost: x\r\n\r\n"
+            + head.format(len(bodies[1])).encode() + bodies[1])
+    with socket.create_connection((server.host, server.port), timeout=10) as sock:
+        sock.sendall(data)
+        reader = sock.makefile("rb")
+        answers = [_read_response(reader) for _ in range(3)]
+    assert [status for status, _ in answers] == [200, 200, 200]
+    assert answers[0][1] == {"outputs": [[[1.0, 1.0], [1.0, 1.0]]]}
+    assert "model_version_status" in answers[1][1]
+    assert answers[2][1] == {"outputs": [[[2.0, 2.0], [2.0, 2.0]]]}
+
+
+def test_large_body_read_into_its_buffer_leaves_the_next_request_intact(
+    server: ServerProcess,
+) -> None:
+    """A body over 64 KiB is read into one buffer of its Content-Length (http/direct.py): the
+    request right behind it on the connection, sent in the same write, is parsed whole."""
+    a = np.arange(2000 * 4, dtype=np.float32).reshape(2000, 2, 2)
+    large = json.dumps({"inputs": {"a": a.tolist(), "b": a.tolist()}}).encode()
+    small = json.dumps({"inputs": {"a": [[[1, 1], [1, 1]]], "b": [[[2, 2], [2, 2]]]}}).encode()
+    assert len(large) > 64 * 1024
+    head = "POST /v1/models/add:predict HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n"
+    data = head.format(len(large)).encode() + large + head.format(len(small)).encode() + small
+    with socket.create_connection((server.host, server.port), timeout=30) as sock:
+        sock.sendall(data)
+        reader = sock.makefile("rb")
+        (first_status, first), (second_status, second) = (_read_response(reader) for _ in range(2))
+    assert (first_status, second_status) == (200, 200)
+    np.testing.assert_array_equal(np.array(first["outputs"], dtype=np.float32), 2 * a)
+    assert second == {"outputs": [[[3.0, 3.0], [3.0, 3.0]]]}
+
+
+def _read_response(reader: Any) -> tuple[int, Any]:
+    """One HTTP/1.1 response with a Content-Length: its status and its JSON body."""
+    status = int(reader.readline().split()[1])
+    length = 0
+    while (line := reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    return status, json.loads(reader.read(length))
 
 
 def test_inputs_with_different_batch_sizes_fail_the_inference(
