@@ -233,6 +233,67 @@ def test_decode_errors(
     assert caught.value.message == message
 
 
+# ------------------------------------------------------------- the plain column fast path
+
+MIXED = signature(spec("a", "FP32", (-1, 2)), spec("i", "I32", (-1, 2)))
+PLAIN_COLUMNS = [
+    # (id, document, signature, whether the fast path takes it)
+    ("floats", {"inputs": {"a": [[1.5, 2], [3, 4.25]], "b": [[[0.1, 0.2], [0.3, 0.4]]]}}, ADD, True),
+    ("integers into FP32", {"inputs": {"a": [[1, 2], [3, 16777217]]}},
+     signature(spec("a", "FP32", (-1, 2))), True),
+    ("FP16 and FP64", {"inputs": {"h": [[1e5, -2.5]], "d": [[1e300, 0.1]]}},
+     signature(spec("h", "FP16", (-1, 2)), spec("d", "FP64", (-1, 2))), True),
+    ("overflow to inf", {"inputs": {"a": [[1e300, -1e300]]}}, signature(spec("a", "FP32", (-1, 2))),
+     True),
+    ("other keys beside inputs", {"signature_name": "serving_default", "inputs": {"x": [[1, 2, 3]]}},
+     ONE, True),
+    ("an integer input", {"inputs": {"a": [[1, 2]], "i": [[3, 4]]}}, MIXED, False),
+    ("an unknown input", {"inputs": {"zz": [[1, 2, 3]]}}, ONE, False),
+    ("a boolean", {"inputs": {"x": [[1.5, False, 2]]}}, ONE, False),
+    ("a string", {"inputs": {"x": [["1.5", 2, 3]]}}, ONE, False),
+    ("ragged", {"inputs": {"x": [[1, 2, 3], [4, 5]]}}, ONE, False),
+    ("empty", {"inputs": {"x": []}}, ONE, False),
+    ("a scalar", {"inputs": {"x": 2}}, ONE, False),
+    ("beyond 64 bits (orjson reads a float)", {"inputs": {"x": [[2**70, 1, 2]]}}, ONE, True),
+    ("a nested object", {"inputs": {"x": [[1, {"a": 1}, 2]]}}, ONE, False),
+    ("no inputs", {"inputs": {}}, ONE, False),
+]
+
+
+@pytest.mark.parametrize(("doc", "sig", "fast"), [c[1:] for c in PLAIN_COLUMNS],
+                         ids=[c[0] for c in PLAIN_COLUMNS])
+def test_plain_columns_decode_as_the_general_path_does(
+    doc: Any, sig: Signature, fast: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    taken: list[bool] = []
+    plain = tfs._plain_columns
+
+    def spy(*args: Any) -> Any:
+        result = plain(*args)
+        taken.append(result is not None)
+        return result
+
+    def decode() -> Any:
+        try:
+            return tfs.decode_predict(body(doc), sig).inputs
+        except errors.ServingError as exc:
+            return type(exc), exc.message
+
+    monkeypatch.setattr(tfs, "_plain_columns", spy)
+    with_fast_path = decode()
+    assert taken == [fast]
+    monkeypatch.setattr(tfs, "_plain_columns", lambda *args: None)
+    general = decode()
+    if isinstance(general, tuple):
+        assert with_fast_path == general
+        return
+    assert list(with_fast_path) == list(general)
+    for name, array in general.items():
+        assert with_fast_path[name].dtype == array.dtype
+        assert with_fast_path[name].shape == array.shape
+        assert with_fast_path[name].tobytes() == array.tobytes()
+
+
 # ------------------------------------------------------------------- larger tensors, every layout
 
 RNG = np.random.default_rng(3)
