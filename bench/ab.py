@@ -18,6 +18,7 @@ machine moves by 10-15 % from run to run. Linux only.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -46,9 +47,28 @@ def wrapper(tree: Path, folder: Path) -> Path:
     return script
 
 
+def with_plugin_config(config: Path, folder: Path, plugin_config: object) -> Path:
+    """``config`` itself, or a copy in ``folder`` whose models all get ``plugin_config``
+    (base paths made absolute)."""
+    if plugin_config is None:
+        return config
+    doc = json.loads(config.read_text())
+    for entry in doc["model_config_list"]:
+        entry["config"]["base_path"] = str(config.parent / entry["config"]["base_path"])
+        entry["config"]["plugin_config"] = plugin_config
+    path = folder / "config.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    p.add_argument("--before", type=Path, required=True, help="a checkout of the other build")
+    p.add_argument("--before", type=Path, default=None,
+                   help="a checkout of the other build (default: this one, to compare configs)")
+    for side in ("before", "after"):
+        p.add_argument(f"--{side}-plugin-config", type=json.loads, default=None, metavar="JSON",
+                       help=f"plugin_config of every model for the {side} build, e.g. "
+                            "'{\"ENABLE_CPU_PINNING\": false}'")
     p.add_argument("--cases", default="small_col,small_row,v2_json")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--seconds", type=float, default=3.0, help="per run")
@@ -60,8 +80,11 @@ def main() -> int:
     config = workload.build_models(tmp / "models", 4)
     for sub in ("before", "after", "floor", "responses"):
         (tmp / sub).mkdir()
-    before = procs.start_ovserve(config, tmp / "before", server_bin=wrapper(args.before, tmp))
-    after = procs.start_ovserve(config, tmp / "after")
+    configs = {side: with_plugin_config(config, tmp / side, getattr(args, f"{side}_plugin_config"))
+               for side in ("before", "after")}
+    before_bin = procs.SERVER_BIN if args.before is None else wrapper(args.before, tmp)
+    before = procs.start_ovserve(configs["before"], tmp / "before", server_bin=before_bin)
+    after = procs.start_ovserve(configs["after"], tmp / "after")
     targets = [("before", before), ("after", after)]
     floor = None
     try:

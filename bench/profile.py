@@ -99,11 +99,11 @@ def main() -> int:
             loadgen.measure(url, case.body, case.headers, args.connections, 2, 0)  # warm-up
             cmd = [spy, "record", "--pid", str(server.proc.pid), "--duration",
                    str(args.seconds), "--format", "raw", "--output", str(out),
-                   # sampling without pausing the server: pauses inflate the inline path's
-                   # measured costs, and the model may leave it (the log says so)
-                   "--nonblocking"]
-            if args.native:
-                cmd.append("--native")
+                   ]
+            # Sampling without pausing the server: pauses inflate the inline path's measured
+            # costs, and the model may leave it (the log says so). py-spy can only unwind
+            # native frames of a paused process, so --native pauses.
+            cmd.append("--native" if args.native else "--nonblocking")
             result: list[loadgen.LoadResult] = []
             load = threading.Thread(target=lambda: result.append(loadgen.measure(
                 url, case.body, case.headers, args.connections, args.seconds + 1, 0)))

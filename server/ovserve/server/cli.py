@@ -217,12 +217,12 @@ def ssl_context(args: argparse.Namespace) -> ssl.SSLContext | None:
 async def serve(settings: Settings) -> int:
     """Start everything, serve until SIGTERM/SIGINT, then drain and stop. Returns the exit code."""
     # Imported here so `--help` and usage errors stay fast and need no OpenVINO.
-    import tornado.httpserver
     from prometheus_client import CollectorRegistry
 
     from .backend.openvino import OpenVINOBackend
     from .http.app import make_app
-    from .http.base import LARGE_READ, Cors, Deps
+    from .http.base import Cors, Deps
+    from .http.protocol import HTTPServer
     from .manager import ConfigFileError, ModelManager
     from .metrics import ServerMetrics
 
@@ -251,17 +251,14 @@ async def serve(settings: Settings) -> int:
         codec_executor=codec_pool,
         server_version=__version__,
     )
-    server = tornado.httpserver.HTTPServer(
-        make_app(deps),
-        ssl_options=settings.tls,
-        max_body_size=deps.max_body_bytes,
-        idle_connection_timeout=3600,
-        # Large bodies reach the handler in pieces of up to 1 MiB (Tornado's default is 64 KiB):
-        # a 600 KB tensor in one or two trips through the loop instead of ten. Socket reads are
-        # sized per request by BodyHandler (http/base.py).
-        chunk_size=LARGE_READ,
-    )
-    server.listen(args.rest_port, address=args.rest_bind_address, reuse_port=False)
+    server = HTTPServer(make_app(deps), ssl_context=settings.tls,
+                        max_body_size=deps.max_body_bytes, idle_timeout=3600)
+    try:
+        await server.listen(args.rest_port, args.rest_bind_address)
+    except OSError as exc:
+        log.error("Cannot listen on %s:%d: %s", args.rest_bind_address, args.rest_port, exc)
+        codec_pool.shutdown(wait=False)
+        return 1
     scheme = "https" if args.ssl_certificate else "http"
     log.info("REST server listening on %s://%s:%d", scheme, args.rest_bind_address, args.rest_port)
     if args.port:

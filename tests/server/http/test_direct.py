@@ -13,24 +13,9 @@ from typing import Any
 
 import pytest
 from tornado.httputil import HTTPHeaders, RequestStartLine, ResponseStartLine
-from tornado.iostream import StreamClosedError
 
 from ovserve.server.http.base import Cors, Deps, Endpoint, Reply
-from ovserve.server.http.direct import READ_INTO_MAX, Router
-
-
-class _Stream:
-    """Tornado's IOStream as far as the exchange uses it: ``read_into`` copies ``payload`` (a
-    short one ends the read with ``StreamClosedError``, as a client that left does)."""
-
-    read_chunk_size = 65536
-    payload = b""
-
-    async def read_into(self, buf: bytearray) -> int:
-        if len(self.payload) < len(buf):
-            raise StreamClosedError()
-        buf[:] = self.payload[: len(buf)]
-        return len(buf)
+from ovserve.server.http.direct import Router
 
 
 class _Context:
@@ -38,10 +23,9 @@ class _Context:
 
 
 class RecordingConnection:
-    """What the exchange uses of Tornado's HTTP1Connection, recorded."""
+    """What the exchange uses of its HTTP connection (http/protocol.py), recorded."""
 
     def __init__(self) -> None:
-        self.stream = _Stream()
         self.context = _Context()
         self.max_body_size: int | None = None
         self.responses: list[tuple[ResponseStartLine, dict[str, str], bytes]] = []
@@ -219,63 +203,6 @@ async def test_chunked_body_is_refused_by_the_piece_that_crosses_the_limit(echo:
     delegate.data_received(b"x" * 5)
     assert [r[0].code for r in conn.responses] == [413]
     assert settings.inflight.count == 0 and echo.calls == []
-
-
-async def test_large_body_is_read_into_one_buffer(echo: Echo) -> None:
-    router, _, settings = make_router(echo)
-    conn = RecordingConnection()
-    conn.stream.payload = bytes(range(256)) * 4096  # 1 MiB
-    delegate = router.start_request(object(), conn)
-    headers = HTTPHeaders({"Content-Length": str(1 << 20)})
-    pending = delegate.headers_received(RequestStartLine("POST", "/run/abc", "HTTP/1.1"), headers)
-    assert pending is not None
-    assert headers["Content-Length"] == "0"  # so Tornado reads no body after this delegate
-    await pending
-    delegate.finish()  # what Tornado does next, with nothing left to read
-    await asyncio.sleep(0)
-    [(_, body)] = echo.calls
-    assert isinstance(body, bytearray) and body == conn.stream.payload  # writable: shared
-    assert conn.responses[0][0].code == 200
-    assert conn.stream.read_chunk_size == 64 * 1024  # the next request starts with small reads
-    assert settings.inflight.count == 0
-
-
-async def test_client_leaving_during_the_body_read_serves_nothing(echo: Echo) -> None:
-    router, _, settings = make_router(echo)
-    conn = RecordingConnection()
-    conn.stream.payload = b"x" * 100_000
-    delegate = router.start_request(object(), conn)
-    await delegate.headers_received(*post("/run/abc", **{"Content-Length": "200000"}))
-    delegate.finish()  # Tornado still finishes the message, then finds the stream closed
-    await asyncio.sleep(0)
-    assert echo.calls == [] and conn.responses == [] and settings.inflight.count == 0
-
-
-@pytest.mark.parametrize(("length", "header"), [
-    (2 << 20, {"Expect": "100-continue"}),
-    (2 << 20, {"Transfer-Encoding": "chunked"}),
-    (READ_INTO_MAX + 1, {}),
-])
-async def test_large_bodies_tornado_must_read_are_left_to_it(
-    echo: Echo, length: int, header: dict[str, str]
-) -> None:
-    """``Expect: 100-continue`` needs Tornado's ``100 Continue`` before the body comes; a chunked
-    body needs its decoding; a body over READ_INTO_MAX is not allocated before it arrives: all
-    come through data_received in up to 1 MiB pieces."""
-    router, _, _ = make_router(echo)
-    conn = RecordingConnection()
-    delegate = router.start_request(object(), conn)
-    headers = HTTPHeaders({"Content-Length": str(length), **header})
-    assert delegate.headers_received(RequestStartLine("POST", "/run/abc", "HTTP/1.1"),
-                                     headers) is None
-    assert headers["Content-Length"] == str(length)
-    assert conn.stream.read_chunk_size == 1 << 20
-    delegate.data_received(b"x" * (1 << 20))
-    delegate.data_received(b"y" * (1 << 20))
-    delegate.finish()
-    await asyncio.sleep(0)
-    assert echo.calls == [(["abc"], b"x" * (1 << 20) + b"y" * (1 << 20))]
-    assert conn.stream.read_chunk_size == 64 * 1024
 
 
 async def test_path_that_is_not_utf8_is_a_400(echo: Echo) -> None:

@@ -180,7 +180,7 @@ def test_pipelined_requests_are_answered_in_order(server: ServerProcess) -> None
 def test_large_body_read_into_its_buffer_leaves_the_next_request_intact(
     server: ServerProcess,
 ) -> None:
-    """A body over 64 KiB is read into one buffer of its Content-Length (http/direct.py): the
+    """A body over 64 KiB is read into one buffer of its Content-Length (http/protocol.py): the
     request right behind it on the connection, sent in the same write, is parsed whole."""
     a = np.arange(2000 * 4, dtype=np.float32).reshape(2000, 2, 2)
     large = json.dumps({"inputs": {"a": a.tolist(), "b": a.tolist()}}).encode()

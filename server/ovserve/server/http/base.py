@@ -33,11 +33,6 @@ T = TypeVar("T")
 
 CONFIG_HASH_HEADER = "X-Ovserve-Config-Hash"
 JSON = "application/json"
-LARGE_READ = 1 << 20
-"""Socket read size for bodies over SMALL_READ, and the most of a body one ``data_received``
-gets (the HTTP server's ``chunk_size``, cli.py)."""
-SMALL_READ = 64 * 1024
-"""Socket read size for everything else (Tornado's default)."""
 
 
 @dataclass(frozen=True)
@@ -167,21 +162,13 @@ async def run_codec(deps: Deps, size: int, func: Callable[..., T], *args: Any) -
 
 
 def open_body(connection: Any, content_length: str | None) -> int:
-    """Prepare ``connection`` (Tornado's HTTP1Connection) for a body this server limits itself;
-    return the declared length (0 when there is none).
-
-    Tornado's own limit (the HTTP server's ``max_body_size``, the same number) is lifted, so that
-    the caller enforces it with its dialect's error: Tornado would cut a chunked body past it with
-    a bare ``400 Bad Request`` and no error body. Socket reads are sized for the body to come:
-    Tornado reads into a new, zeroed bytearray of the stream's ``read_chunk_size`` every time
-    (~20 us for 1 MiB); 1 MiB pieces take a 2.9 MB body in 3 trips through the loop instead of
-    45, 64 KiB keeps a small request's reads cheap. :func:`close_body` sets them back."""
+    """Lift the connection's body limit (the HTTP server's ``max_body_size``, the same number)
+    for a body whose caller enforces the limit with its dialect's error (the connection would
+    answer a bare ``413``); return the declared length (0 when there is none)."""
     set_limit = getattr(connection, "set_max_body_size", None)
-    if set_limit is not None:  # HTTP1Connection; before the body is read
+    if set_limit is not None:  # before the body is read
         set_limit(sys.maxsize)
-    size = int(content_length) if content_length is not None and content_length.isdigit() else 0
-    _read_size(connection, LARGE_READ if size > SMALL_READ else SMALL_READ)
-    return size
+    return int(content_length) if content_length is not None and content_length.isdigit() else 0
 
 
 def too_large_message(limit: int) -> str:
@@ -189,15 +176,6 @@ def too_large_message(limit: int) -> str:
     return f"Request body is larger than the limit of {limit} bytes"
 
 
-def close_body(connection: Any) -> None:
-    """The connection's next request starts with small reads again."""
-    _read_size(connection, SMALL_READ)
-
-
-def _read_size(connection: Any, size: int) -> None:
-    stream = getattr(connection, "stream", None)
-    if stream is not None:  # HTTP1Connection's IOStream
-        stream.read_chunk_size = size
 
 
 class BaseHandler(tornado.web.RequestHandler):
@@ -321,8 +299,7 @@ class BodyHandler(BaseHandler):
     dialect's own error is sent at once, with ``Connection: close``, and Tornado closes the
     connection when that answer is written, without reading the rest of the body.
 
-    Tornado's own limit is lifted for these requests and socket reads are sized for the body
-    (:func:`open_body`).
+    The connection's own limit is lifted for these requests (:func:`open_body`).
     """
 
     ALLOWED = ("POST",)
@@ -349,10 +326,6 @@ class BodyHandler(BaseHandler):
         size = open_body(self.request.connection, self.request.headers.get("Content-Length"))
         if size > self.deps.max_body_bytes:
             self._refuse_too_large()
-
-    def on_finish(self) -> None:
-        close_body(self.request.connection)
-        super().on_finish()
 
     def _refuse_too_large(self) -> None:
         self._too_large = True

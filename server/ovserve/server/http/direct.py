@@ -1,18 +1,17 @@
-"""The inference routes served straight off Tornado's HTTP connection, without a RequestHandler.
+"""The inference routes served straight off the HTTP connection, without a RequestHandler.
 
-:class:`Router` is what the HTTP server is given (:func:`.app.make_app`). For a ``POST`` whose
-path one of its :class:`~.base.Endpoint` patterns matches (v1 ``:predict``, v2 ``/infer``) it
-reads the body and calls the endpoint itself; every other request goes to the Tornado
-application, unchanged, by the application's own routing (the same patterns route the other
-methods of those URLs to handlers that answer CORS preflights and ``406``).
+:class:`Router` is what the HTTP server (:mod:`.protocol`) is given (:func:`.app.make_app`).
+For a ``POST`` whose path one of its :class:`~.base.Endpoint` patterns matches (v1
+``:predict``, v2 ``/infer``) it reads the body and calls the endpoint itself; every other
+request goes to the Tornado application, unchanged, by the application's own routing (the
+same patterns route the other methods of those URLs to handlers that answer CORS preflights and ``406``).
 
 Why: a ``RequestHandler`` costs about 40 % of the event loop's time on a small request
 (routing through every rule, a handler object with ``clear()``, a task, output transforms, the
 ``finish``/``flush`` machinery), measured against a bare ``HTTPMessageDelegate`` serving the
 same bytes (docs/performance.md). An inference is the request that must be fast; the rest keep
-Tornado's conveniences. Two more savings: the exchange runs at once in :meth:`_Exchange.finish`,
-a task continuing only one that suspends (:func:`_run_eagerly`: an inline inference never does),
-and a body over 64 KiB is read into one buffer (:meth:`_Exchange._read_into`).
+Tornado's conveniences. One more saving: the exchange runs at once in :meth:`_Exchange.finish`,
+a task continuing only one that suspends (:func:`_run_eagerly`: an inline inference never does).
 
 What a handler did that this module does too, so that clients see no difference: Tornado's path
 matching and unquoting (``pattern$``, ``%xx`` decoded as UTF-8, ``400`` otherwise), the headers
@@ -36,17 +35,14 @@ import tornado
 import tornado.httputil
 from tornado.escape import url_unescape
 from tornado.httputil import HTTPHeaders, HTTPServerConnectionDelegate, ResponseStartLine
-from tornado.iostream import IOStream, StreamClosedError
 from tornado.log import access_log
 from tornado.web import Application
 
 from .base import (
     JSON,
-    SMALL_READ,
     Deps,
     Endpoint,
     Reply,
-    close_body,
     open_body,
     too_large_message,
 )
@@ -55,12 +51,6 @@ log = logging.getLogger("ovserve.server.http")
 
 _SERVER = f"TornadoServer/{tornado.version}"  # what RequestHandler sends
 _OK = ResponseStartLine("HTTP/1.1", 200, "OK")
-READ_INTO_MIN = SMALL_READ
-"""Bodies with a ``Content-Length`` over this are read into one buffer (:meth:`_Exchange._read_into`)."""
-READ_INTO_MAX = 16 << 20
-"""... and at most this: the buffer is allocated when the headers arrive, before any body byte,
-so this bounds what a client that declares a body and sends none makes the server hold. Larger
-bodies are read by Tornado as they arrive."""
 
 
 class _Date:
@@ -207,18 +197,8 @@ class _Exchange(tornado.httputil.HTTPMessageDelegate):
                 self._refuse(Reply(400, self._endpoint.encode_error("Bad Request")))
                 return None
             self._args = args
-            length = open_body(self._conn, headers.get("Content-Length"))
-            if length > self._router.deps.max_body_bytes:
+            if open_body(self._conn, headers.get("Content-Length")) > self._router.deps.max_body_bytes:
                 self._refuse_too_large()
-                return None
-            stream = getattr(self._conn, "stream", None)
-            if (READ_INTO_MIN < length <= READ_INTO_MAX and stream is not None
-                    and "Expect" not in headers and "Transfer-Encoding" not in headers):
-                # Read the body into one buffer here; Tornado then has none left to read (its
-                # own gzip delegate rewrites request headers the same way).
-                headers["Content-Length"] = "0"
-                close_body(self._conn)  # read_into needs no large socket reads, what follows neither
-                return self._read_into(stream, length)
             return None
         self._inner = self._router.application.start_request(self._server_conn, self._conn)
         return self._inner.headers_received(start_line, headers)
@@ -241,9 +221,6 @@ class _Exchange(tornado.httputil.HTTPMessageDelegate):
             self._inner.finish()
             return
         if self._replied:
-            return
-        if self._closed:  # the client left while _read_into read the body
-            self._uncount()
             return
         chunks = self._chunks
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
@@ -270,22 +247,6 @@ class _Exchange(tornado.httputil.HTTPMessageDelegate):
         self._router.deps.inflight.count += 1
         self._counted = True
 
-    async def _read_into(self, stream: IOStream, length: int) -> None:
-        """The whole body, read straight into one buffer of its size.
-
-        Tornado's own reading costs a large body three copies and a zeroed buffer of the read
-        size for every socket read (up to 1 MiB each, several a body); this is one zeroed buffer
-        and the socket reads into it. The buffer is writable, so the arrays the codecs take out
-        of it are shared with OpenVINO instead of copied."""
-        body = bytearray(length)
-        try:
-            await stream.read_into(body)
-        except StreamClosedError:  # Tornado's next read ends the connection quietly
-            self._closed = True
-            return
-        self._chunks = [body]
-        self._size = length
-
     async def _serve(self, body: bytes | bytearray) -> None:
         endpoint = self._endpoint
         try:
@@ -310,7 +271,6 @@ class _Exchange(tornado.httputil.HTTPMessageDelegate):
     def _reply(self, reply: Reply, close: bool = False) -> None:
         self._replied = True
         conn = self._conn
-        close_body(conn)
         if self._closed:
             return
         deps = self._router.deps
