@@ -9,15 +9,16 @@ out, so ovserve's throughput divided by the floor's says how much of Tornado's b
 own work costs.
 
 Tornado's default settings, as the issue defines the floor, except ``--chunk-size`` (the pieces a
-body is read in; default Tornado's 64 KiB). ovserve reads bodies in 1 MiB pieces, which saves
-it ~45 trips through the loop on a 2.9 MB body; ``make bench BENCH_ARGS=--floor-chunk-size=1048576``
-measures against a floor with that setting too (docs/performance.md reports both).
+body is read in; default Tornado's 64 KiB). ovserve reads a body over 64 KiB into one buffer as
+the socket delivers it; ``make bench BENCH_ARGS=--floor-chunk-size=1048576`` measures against a
+floor with 1 MiB pieces too (docs/performance.md).
 
 With ``--bare`` (a second process), ``POST /bare/<case>`` answers the same bytes with the same
-headers as ovserve's inference routes from a bare ``HTTPMessageDelegate`` in front of the app:
-the machinery those routes run on (``http/direct.py``: Tornado's HTTP connection, no
-``RequestHandler``). ``make bench`` reports ovserve against it too, as information: ovserve's own
-cost, with the framework layer that both leave out left out of the comparison.
+headers as ovserve's inference routes from a bare ``HTTPMessageDelegate`` in front of the app,
+on ovserve's own HTTP server (``ovserve.server.http.protocol``: asyncio's protocol API and
+httptools instead of Tornado's ``HTTPServer``): the machinery those routes run on
+(``http/direct.py``, no ``RequestHandler``). ``make bench`` reports ovserve against it too, as
+information: ovserve's own cost, with the HTTP layer both share left out of the comparison.
 
 ``GET /ready`` answers ``ok`` once the app listens (the harness polls it).
 """
@@ -36,6 +37,8 @@ import tornado.httpserver
 import tornado.httputil
 import tornado.web
 from tornado.httputil import HTTPHeaders, ResponseStartLine
+
+from ovserve.server.http.protocol import HTTPServer
 
 
 class FixedResponse(tornado.web.RequestHandler):
@@ -146,9 +149,14 @@ def load_responses(folder: Path) -> dict[str, bytes]:
 async def serve(host: str, port: int, responses: dict[str, bytes], chunk_size: int,
                 bare: bool) -> None:
     app = make_app(responses)
-    server = tornado.httpserver.HTTPServer(Front(app, responses) if bare else app,
-                                           max_body_size=256 * 2**20, chunk_size=chunk_size)
-    server.listen(port, host)
+    server: tornado.httpserver.HTTPServer | HTTPServer
+    if bare:
+        server = HTTPServer(Front(app, responses), max_body_size=256 * 2**20)
+        await server.listen(port, host)
+    else:
+        server = tornado.httpserver.HTTPServer(app, max_body_size=256 * 2**20,
+                                               chunk_size=chunk_size)
+        server.listen(port, host)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -17,13 +17,19 @@ What the connection does, as ``HTTP1Connection`` did:
   ``Connection: keep-alive`` on a request with a body length, or a GET/HEAD), and
   ``Connection: close`` / ``Connection: Keep-Alive`` on the response as Tornado adds them;
 * pipelining: requests are answered one at a time, in order; requests that arrive while one is
-  being answered wait, parsed, with their bodies (reading pauses above :data:`PIPELINE_LIMIT`);
+  being answered wait, parsed, with their bodies (reading pauses above :data:`PIPELINE_LIMIT`
+  bytes of them), and the next one is taken only once the answers before it are mostly sent
+  (the transport's write buffer under its high-water mark), so a client that pipelines and
+  never reads cannot make the server buffer without bound;
 * ``Expect: 100-continue`` answered once the delegate took the headers, unless it has already
   answered (the body limit's early ``413``);
 * a response finished before the delegate was given the whole request closes the connection
   once written (the only way not to read the rest of a refused body);
-* chunked responses for HTTP/1.1 responses without ``Content-Length``; ``Content-Length``
-  checked against what is written;
+* chunked responses for HTTP/1.1 responses without ``Content-Length`` (none for HEAD, 1xx, 204,
+  304); ``Content-Length`` checked against what is written; a CR or LF in a header refused;
+* what a delegate raises (or its awaitable fails with) ends the connection: an
+  ``HTTPInputError`` (``HTTPServerRequest``'s "Missing Host header") with a ``400``, anything
+  else logged; the delegate is then told the connection closed;
 * the body limit (``max_body_size``, which a delegate may lift per request with
   ``set_max_body_size``): a larger declared or chunked body gets ``413`` and the connection
   closes;
@@ -61,7 +67,9 @@ from tornado.iostream import StreamClosedError
 log = logging.getLogger("ovserve.server.http")
 
 MAX_HEADER_SIZE = 64 * 1024
-"""Request line and headers, as Tornado's default ``max_header_size``."""
+"""Request line and headers, as Tornado's default ``max_header_size``. A head whose line has
+not ended is counted per read, from the read after the one it began in: such a head is
+refused within this plus one read (:data:`READ_SIZE`)."""
 PIPELINE_LIMIT = 1 << 20
 """Bytes of parsed, not yet delivered requests after which the connection stops reading."""
 SWEEP_SECONDS = 30.0
@@ -163,7 +171,7 @@ class _Message(HTTPConnection):
     ``set_body_timeout``)."""
 
     __slots__ = ("_chunking", "_close_callback", "_conn", "_remaining", "chunks", "complete",
-                 "context", "delegate", "delivered", "error", "finished", "headers",
+                 "context", "delegate", "delivered", "error", "finished", "head_size", "headers",
                  "keep_alive", "max_body_size", "received", "start_line", "written")
 
     def __init__(self, conn: _Connection, start_line: RequestStartLine, headers: HTTPHeaders,
@@ -176,6 +184,7 @@ class _Message(HTTPConnection):
         self.max_body_size = conn.server.max_body_size
         self.chunks: deque[bytes] = deque()  # body pieces parsed, not yet delivered
         self.received = 0  # body bytes parsed
+        self.head_size = 0  # bytes of the request head
         self.complete = False  # the whole request parsed
         self.error: bytes | None = None  # an answer of the connection's own (400, 413, 431)
         self.delegate: HTTPMessageDelegate | None = None
@@ -195,7 +204,8 @@ class _Message(HTTPConnection):
         self.max_body_size = max_body_size
 
     def set_body_timeout(self, timeout: float) -> None:
-        """Accepted for Tornado's interface; bodies are bounded by the idle sweep only."""
+        """Accepted for Tornado's interface and ignored: as under Tornado's defaults, a body
+        has no time limit (the idle sweep closes connections waiting for a request head)."""
 
     def detach(self) -> Any:
         raise NotImplementedError("ovserve's HTTP connections cannot be detached")
@@ -206,11 +216,18 @@ class _Message(HTTPConnection):
         request = self.start_line
         code = start_line.code
         self.written = True
-        head = request.method == "HEAD"
-        self._chunking = (request.version == "HTTP/1.1" and not head
-                          and code not in (204, 304) and not 100 <= code < 200
+        bodiless = request.method == "HEAD" or code in (204, 304) or 100 <= code < 200
+        self._chunking = (request.version == "HTTP/1.1" and not bodiless
                           and "Content-Length" not in headers
                           and "Transfer-Encoding" not in headers)
+        if bodiless:
+            self._remaining = 0
+        elif "Content-Length" in headers:
+            self._remaining = int(headers["Content-Length"])
+        else:
+            self._remaining = None
+            if not self._chunking:  # a body only the connection's end can delimit
+                self.keep_alive = False
         if headers.get("Connection", "").lower() == "close":
             self.keep_alive = False  # the delegate's word (the body limit's early answers)
         elif request.version == "HTTP/1.1" and not self.keep_alive:
@@ -219,20 +236,12 @@ class _Message(HTTPConnection):
             headers["Connection"] = "Keep-Alive"
         if self._chunking:
             headers["Transfer-Encoding"] = "chunked"
-        if head or code == 304:
-            self._remaining = 0
-        elif "Content-Length" in headers:
-            self._remaining = int(headers["Content-Length"])
-        else:
-            self._remaining = None
-            if not self._chunking:  # a body only the connection's end can delimit
-                self.keep_alive = False
         lines = [f"HTTP/1.1 {code} {start_line.reason}"]
         lines.extend(f"{name}: {value}" for name, value in headers.get_all())
-        text = "\r\n".join(lines)
-        if "\n" in text.replace("\r\n", "") or "\r" in text.replace("\r\n", ""):
-            raise ValueError(f"Illegal characters (CR or LF) in header: {text!r}")
-        data = text.encode("latin1") + b"\r\n\r\n"
+        for line in lines:
+            if "\r" in line or "\n" in line:  # would end the line, or the head, early
+                raise ValueError(f"Illegal characters (CR or LF) in header: {line!r}")
+        data = "\r\n".join(lines).encode("latin1") + b"\r\n\r\n"
         if chunk:
             data += self._frame(chunk)
         return self._conn.send(data)
@@ -315,10 +324,14 @@ class _Connection(asyncio.BufferedProtocol):
         self._body: _Body | None = None  # the body being read straight into its buffer
         self._url: list[bytes] = []
         self._fields: list[tuple[bytes, bytes]] = []
-        self._head_size = 0
+        self._head_size = 0  # of the head being parsed: its complete parts (url, header lines)
+        self._head_fed = 0  # ... and the reads fed while in it (a line that never ends)
+        self._in_head = False
+        self._head_fresh = False  # the head began in the read being fed
         self._parsing: _Message | None = None
-        self._buffered = 0  # body bytes parsed and not yet delivered
+        self._buffered = 0  # bytes of parsed requests (heads, bodies) not yet delivered
         self._reading = True
+        self._refused = False  # an error answer is due: read nothing more
         self._waiting = False  # on an awaitable the delegate returned
         self._advancing = False
         self._write_paused = False
@@ -369,8 +382,19 @@ class _Connection(asyncio.BufferedProtocol):
     def data_received(self, data: bytes | memoryview) -> None:
         if self._closing:
             return
+        self._head_fresh = False
         try:
             self._parser.feed_data(data)
+            if self._in_head and not self._head_fresh:
+                # All of this read belongs to a head that began in an earlier one and is still
+                # not complete: httptools keeps a line's text until its end, unseen by
+                # on_header, so count it here. (A head that began in this read is counted from
+                # the next one: the bound is max_header_size plus at most one read.)
+                self._head_fed += len(data)
+                if self._head_fed > self.server.max_header_size:
+                    raise _HeadTooLarge()
+        except _HeadTooLarge:
+            self._refuse(_status(431, "Request Header Fields Too Large"))
         except httptools.HttpParserUpgrade as upgrade:
             self._upgrade(data, upgrade.args[0])
         except httptools.HttpParserCallbackError as exc:
@@ -394,6 +418,7 @@ class _Connection(asyncio.BufferedProtocol):
         for future in drained:
             if not future.done():
                 future.set_result(None)
+        self._advance()  # a request waiting for the answers before it to be sent
 
     # ---------------------------------------------------------------- parser callbacks
 
@@ -401,6 +426,9 @@ class _Connection(asyncio.BufferedProtocol):
         self._url = []
         self._fields = []
         self._head_size = 0
+        self._head_fed = 0
+        self._in_head = True
+        self._head_fresh = True
 
     def on_url(self, url: bytes) -> None:
         self._url.append(url)
@@ -416,6 +444,7 @@ class _Connection(asyncio.BufferedProtocol):
             raise _HeadTooLarge()
 
     def on_headers_complete(self) -> None:
+        self._in_head = False
         parser = self._parser
         headers = HTTPHeaders()
         for name, value in self._fields:
@@ -425,7 +454,7 @@ class _Connection(asyncio.BufferedProtocol):
                                  b"".join(self._url).decode("latin1"), version)
         message = _Message(self, start, headers, _keep_alive(start, headers))
         length = headers.get("Content-Length")
-        if "Upgrade" in headers and (length is not None or "Transfer-Encoding" in headers):
+        if "Upgrade" in headers and (length not in (None, "0") or "Transfer-Encoding" in headers):
             message.error = _status(400, "Bad Request")  # see the module docstring
         elif (length is not None and length.isdigit()
               and DIRECT_MIN < int(length) <= min(DIRECT_MAX, message.max_body_size)):
@@ -433,6 +462,8 @@ class _Connection(asyncio.BufferedProtocol):
         self._parsing = message
         self.messages.append(message)
         self.idle_since = None
+        message.head_size = self._head_size
+        self._hold(self._head_size)
 
     def on_body(self, body: bytes) -> None:
         message = self._parsing
@@ -444,7 +475,11 @@ class _Connection(asyncio.BufferedProtocol):
             direct.add(body)
             return
         message.chunks.append(body)
-        self._buffered += len(body)
+        self._hold(len(body))
+
+    def _hold(self, size: int) -> None:
+        """``size`` more bytes parsed and not delivered: stop reading above the limit."""
+        self._buffered += size
         if self._buffered > PIPELINE_LIMIT and self._reading and self.transport is not None:
             self._reading = False
             self.transport.pause_reading()
@@ -465,9 +500,9 @@ class _Connection(asyncio.BufferedProtocol):
         message = body.message
         message.received = len(body.buffer)
         message.chunks.append(body.buffer)  # type: ignore[arg-type]  # bytes-like, writable
-        self._buffered += len(body.buffer)
         message.complete = True
         self._parsing = None
+        self._hold(len(body.buffer))
 
     # ---------------------------------------------------------------- delivery
 
@@ -489,6 +524,8 @@ class _Connection(asyncio.BufferedProtocol):
                     if not self.messages:
                         self.idle_since = asyncio.get_running_loop().time()
                     self._resume_reading()
+                    if self._write_paused:  # the next request waits until the answers so far
+                        return  # are mostly sent (resume_writing); so reading stops in time
                     continue
                 if message.error is not None:
                     self._send_error(message.error)
@@ -503,30 +540,47 @@ class _Connection(asyncio.BufferedProtocol):
                     self._resume_reading()
                     if not self._check_size(message):
                         return
-                    self._wait_for(_guard(delegate.data_received, chunk), None)
+                    self._wait_for(message, self._call(message, delegate.data_received, chunk))
                     continue
                 if message.complete and not message.delivered:
                     message.delivered = True
-                    _guard(delegate.finish)
+                    self._call(message, delegate.finish)
                     continue
                 break
         finally:
             self._advancing = False
 
     def _deliver_headers(self, message: _Message) -> None:
+        self._buffered -= message.head_size
+        self._resume_reading()
         delegate = self.server.delegate.start_request(self, message)
         message.delegate = delegate
+        result = self._call(message, delegate.headers_received, message.start_line,
+                            message.headers)
+        self._wait_for(message, result, lambda: self._after_headers(message))
+
+    def _call(self, message: _Message, method: Callable[..., Any], *args: Any) -> Any:
+        """A call of the request's delegate; what it raises ends the connection, as under
+        Tornado: ``HTTPInputError`` (e.g. ``HTTPServerRequest``'s "Missing Host header") with a
+        400, anything else logged, and the delegate is told the connection closed."""
         try:
-            result = delegate.headers_received(message.start_line, message.headers)
-        except HTTPInputError as exc:  # e.g. HTTPServerRequest's "Missing Host header"
+            return method(*args)
+        except Exception as exc:
+            self._delegate_failed(message, exc)
+            return None
+
+    def _delegate_failed(self, message: _Message, exc: BaseException) -> None:
+        if isinstance(exc, HTTPInputError):
             log.info("Malformed HTTP request from %s: %s", self.context, exc)
-            message.delivered = True  # the delegate has no request to be told about
             self._send_error(_status(400, "Bad Request"))
-            return
-        except Exception:
-            log.exception("Uncaught exception in the HTTP delegate")
-            result = None
-        self._wait_for(result, lambda: self._after_headers(message))
+        else:
+            log.error("Uncaught exception in the HTTP delegate", exc_info=exc)
+            self.close()
+        if not message.delivered:
+            message.delivered = True
+            delegate = message.delegate
+            if delegate is not None:
+                _guard(delegate.on_connection_close)
 
     def _after_headers(self, message: _Message) -> None:
         if message.finished or self._closing:
@@ -551,26 +605,42 @@ class _Connection(asyncio.BufferedProtocol):
             _guard(delegate.on_connection_close)
         self._send_error(_status(413, "Payload Too Large"))
 
-    def _wait_for(self, result: Awaitable[None] | None, then: Callable[[], None] | None) -> None:
+    def _wait_for(self, message: _Message, result: Awaitable[None] | None,
+                  then: Callable[[], None] | None = None) -> None:
         """Go on (``then``, then delivery) once ``result``, what the delegate returned, is done:
-        at once when it is ``None``, as Tornado awaits it otherwise."""
+        at once when it is ``None``, as Tornado awaits it otherwise (its failure is the
+        delegate's, :meth:`_call`)."""
+        if self._closing:
+            return
         if result is not None:
             future = asyncio.ensure_future(result)
             if not future.done():
                 self._waiting = True
-
-                def resume(_: asyncio.Future[None]) -> None:
-                    self._waiting = False
-                    if self.closed:
-                        return
-                    if then is not None:
-                        then()
-                    self._advance()
-
-                future.add_done_callback(resume)
+                future.add_done_callback(lambda done: self._resume(message, done, then))
+                return
+            if self._failed(message, future):
                 return
         if then is not None:
             then()
+
+    def _resume(self, message: _Message, future: asyncio.Future[Any],
+                then: Callable[[], None] | None) -> None:
+        self._waiting = False
+        if self.closed or self._failed(message, future):
+            return
+        if then is not None:
+            then()
+        self._advance()
+
+    def _failed(self, message: _Message, future: asyncio.Future[Any]) -> bool:
+        if future.cancelled():
+            self.close()
+            return True
+        exc = future.exception()
+        if exc is not None:
+            self._delegate_failed(message, exc)
+            return True
+        return False
 
     # ---------------------------------------------------------------- writing and closing
 
@@ -611,6 +681,8 @@ class _Connection(asyncio.BufferedProtocol):
 
     def _refuse(self, data: bytes) -> None:
         """An error of the request being parsed: answered in its turn, after those before it."""
+        self._refused = True
+        self._in_head = False
         self._parser = httptools.HttpRequestParser(self)  # nothing more is parsed anyway
         message = self._parsing
         if message is None:
@@ -624,7 +696,8 @@ class _Connection(asyncio.BufferedProtocol):
             self.transport.pause_reading()
 
     def _resume_reading(self) -> None:
-        if not self._reading and self._buffered <= PIPELINE_LIMIT // 2 and self.transport:
+        if (not self._reading and not self._refused and self._buffered <= PIPELINE_LIMIT // 2
+                and self.transport):
             self._reading = True
             self.transport.resume_reading()
 
