@@ -6,6 +6,10 @@ Run by hand when a change is too small for ``make bench`` to resolve (a few us a
     cp server/ovserve/server/codecs/_numjson*.so /tmp/before/server/ovserve/server/codecs/
     .venv/bin/python bench/ab.py --before /tmp/before --cases small_col,v2_json --rounds 8
 
+The same build under two OpenVINO settings (no ``--before``)::
+
+    .venv/bin/python bench/ab.py --after-plugin-config '{"ENABLE_CPU_PINNING": false}'
+
 Starts the floor, ovserve from ``--before`` (its ``server`` and ``operator`` folders put first
 on ``PYTHONPATH``) and ovserve from this checkout, checks that both answer every case with the
 same bytes, then runs ``wrk`` against the three in turn, ``--rounds`` times, and prints the

@@ -34,10 +34,13 @@ class RecordingConnection:
     def set_max_body_size(self, size: int) -> None:
         self.max_body_size = size
 
-    def write_headers(self, start: ResponseStartLine, headers: HTTPHeaders, chunk: bytes) -> None:
-        self.responses.append((start, dict(headers.get_all()), chunk))
-
-    def finish(self) -> None:
+    def reply(self, code: int, reason: str, head: bytes, body: bytes, close: bool = False) -> None:
+        assert head.endswith(b"\r\n")
+        headers = dict(line.split(": ", 1) for line in head.decode("latin1").splitlines())
+        if close:
+            headers["Connection"] = "close"
+        headers["Content-Length"] = str(len(body))
+        self.responses.append((ResponseStartLine("HTTP/1.1", code, reason), headers, body))
         self.finished += 1
 
 

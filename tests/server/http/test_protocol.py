@@ -262,6 +262,19 @@ async def test_simple_get(ssl: bool) -> None:
     assert app.closed == []
 
 
+async def test_repeated_header_lines_are_kept_and_joined() -> None:
+    """As Tornado's ``HTTPHeaders.add``: every line kept in order, the value joined by commas;
+    names are case-insensitive."""
+    app = App(respond=True)
+    conn, _ = connect(app)
+    feed(conn, get("/", "Accept: a", "X-Other: o", "accept: b"))
+    [request] = app.requests
+    assert request.headers["Accept"] == "a,b"
+    assert request.headers.get_list("accept") == ["a", "b"]
+    assert list(request.headers.get_all()) == [
+        ("Host", "example"), ("Accept", "a"), ("Accept", "b"), ("X-Other", "o")]
+
+
 async def test_pipelined_requests_are_delivered_one_at_a_time() -> None:
     """The second request waits, parsed, until the first is answered; answers keep the order."""
     app = App()

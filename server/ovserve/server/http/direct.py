@@ -50,22 +50,45 @@ from .base import (
 log = logging.getLogger("ovserve.server.http")
 
 _SERVER = f"TornadoServer/{tornado.version}"  # what RequestHandler sends
-_OK = ResponseStartLine("HTTP/1.1", 200, "OK")
 
 
-class _Date:
-    """The ``Date`` header's value, formatted once a second."""
+class _Head:
+    """The header lines of the inference routes' answers, in a ``RequestHandler``'s order:
+    ``Server``, ``Content-Type``, ``Date`` (formatted once a second), CORS."""
 
-    second = -1
-    text = ""
+    _SERVER_LINE = f"Server: {_SERVER}\r\n".encode("latin1")
 
-    @classmethod
-    def now(cls) -> str:
+    def __init__(self, deps: Deps) -> None:
+        lines = []
+        cors = deps.cors
+        if cors is not None:
+            lines.append(f"Access-Control-Allow-Origin: {cors.allowed_origins}\r\n")
+            if cors.allow_credentials:
+                lines.append("Access-Control-Allow-Credentials: true\r\n")
+        self._cors = _encode_lines(lines)
+        self._second = -1
+        self._rest = b""
+
+    def lines(self, content_type: bytes) -> bytes:
+        """The lines, with ``content_type`` (a ``Content-Type`` line, or nothing)."""
         now = time.time()
-        if int(now) != cls.second:
-            cls.second = int(now)
-            cls.text = tornado.httputil.format_timestamp(now)
-        return cls.text
+        if int(now) != self._second:
+            self._second = int(now)
+            date = tornado.httputil.format_timestamp(now)
+            self._rest = f"Date: {date}\r\n".encode("latin1") + self._cors
+        return self._SERVER_LINE + content_type + self._rest
+
+
+def _encode_lines(lines: Sequence[str]) -> bytes:
+    """Header lines (each ``name: value\\r\\n``) as bytes; a CR or LF inside one is refused, as
+    it would end the line, or the head, early."""
+    for line in lines:
+        if "\r" in line[:-2] or "\n" in line[:-2]:
+            raise ValueError(f"Illegal characters (CR or LF) in header: {line!r}")
+    return "".join(lines).encode("latin1")
+
+
+_JSON_TYPE = f"Content-Type: {JSON}\r\n".encode()
 
 
 class Router(HTTPServerConnectionDelegate):
@@ -75,6 +98,7 @@ class Router(HTTPServerConnectionDelegate):
         self.application = application
         self.deps = deps
         self.endpoints = [(re.compile(e.pattern + "$"), e) for e in endpoints]
+        self.head = _Head(deps)
 
     def start_request(self, server_conn: object, request_conn: Any) -> _Exchange:
         return _Exchange(self, server_conn, request_conn)
@@ -273,26 +297,18 @@ class _Exchange(tornado.httputil.HTTPMessageDelegate):
         conn = self._conn
         if self._closed:
             return
-        deps = self._router.deps
-        headers = HTTPHeaders()
-        headers["Server"] = _SERVER
-        headers["Content-Type"] = JSON
-        headers["Date"] = _Date.now()
-        cors = deps.cors
-        if cors is not None:
-            headers["Access-Control-Allow-Origin"] = cors.allowed_origins
-            if cors.allow_credentials:
-                headers["Access-Control-Allow-Credentials"] = "true"
-        for name, value in reply.headers:
-            headers[name] = value
-        if close:  # Tornado closes after this answer: say so, or a client reuses a dead connection
-            headers["Connection"] = "close"
-        headers["Content-Length"] = str(len(reply.body))
+        if reply.headers:  # a Content-Type of its own, and more
+            own = [(name, value) for name, value in reply.headers if name.lower() == "content-type"]
+            content_type = _encode_lines([f"Content-Type: {own[-1][1]}\r\n"]) if own else _JSON_TYPE
+            head = self._router.head.lines(content_type) + _encode_lines(
+                [f"{name}: {value}\r\n" for name, value in reply.headers
+                 if name.lower() != "content-type"])
+        else:
+            head = self._router.head.lines(_JSON_TYPE)
         status = reply.status
-        start = _OK if status == 200 else ResponseStartLine(
-            "HTTP/1.1", status, responses.get(status, "Unknown"))
-        conn.write_headers(start, headers, reply.body)
-        conn.finish()
+        # One write, and the connection's Content-Length and Connection headers (``close``: the
+        # connection closes after this answer, and says so)
+        conn.reply(status, responses.get(status, "Unknown"), head, reply.body, close)
         self._log(status)
 
     def _log(self, status: int) -> None:
