@@ -307,6 +307,17 @@ def test_pipelined_request_behind_a_body_that_trickles_in(server: ServerProcess,
 # ----------------------------------------------------------------- closing
 
 
+def test_half_closed_client_gets_its_answers(server: ServerProcess) -> None:
+    """A client that shuts its sending side after its requests (``shutdown(SHUT_WR)``, as
+    ``nc -N`` does) gets both answers, then the server closes."""
+    with Client(server) as c:
+        c.send(request("POST", PREDICT, V1_BODY) + request("GET", STATUS))
+        c.sock.shutdown(socket.SHUT_WR)
+        assert expect_json(c.read_response()) == V1_ANSWER
+        expect_status_doc(c.read_response())
+        assert c.closed_by_server()
+
+
 @pytest.mark.parametrize(("method", "path", "body"), [
     ("GET", STATUS, None),
     ("POST", PREDICT, V1_BODY),

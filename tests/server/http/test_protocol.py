@@ -896,3 +896,38 @@ async def test_listen_stop_and_close_all_connections() -> None:
     finally:
         writer.close()
         await writer.wait_closed()
+
+
+# ----------------------------------------------------------------- half-close
+
+
+async def test_a_half_closed_client_gets_its_answers_then_the_connection_closes() -> None:
+    """A client that shuts its side after sending (``shutdown(SHUT_WR)``) still gets the
+    answers to what it sent; the connection closes after the last one."""
+    app = App()
+    conn, transport = connect(app)
+    feed(conn, get("/1") + get("/2"))
+    assert conn.eof_received() is True  # keep the transport open for the answers
+    app.requests[0].respond()
+    assert not transport.closing
+    app.requests[1].respond()
+    assert transport.written == ok(b"/1") + ok(b"/2")
+    assert transport.closing
+
+
+@pytest.mark.parametrize("data", [b"", b"GET / HTTP/1.1\r\nHo", None], ids=["idle", "head", "body"])
+async def test_a_half_close_with_nothing_whole_to_answer_closes(data: bytes | None) -> None:
+    """Nothing sent, or a request cut short (its head, its body): nothing will be answered,
+    so the transport closes (asyncio closes it when eof_received returns False)."""
+    app = App()
+    conn, _ = connect(app)
+    feed(conn, post("/p", b"abcdef")[:-3] if data is None else data)
+    assert conn.eof_received() is False
+
+
+async def test_a_half_close_over_tls_closes() -> None:
+    """asyncio's TLS transports cannot stay open after the peer's EOF."""
+    app = App()
+    conn, _ = connect(app, ssl=True)
+    feed(conn, get("/1"))
+    assert conn.eof_received() is False

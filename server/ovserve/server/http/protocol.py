@@ -353,6 +353,7 @@ class _Connection(asyncio.BufferedProtocol):
         self._buffered = 0  # bytes of parsed requests (heads, bodies) not yet delivered
         self._reading = True
         self._refused = False  # an error answer is due: read nothing more
+        self._eof = False  # the client sent all it will (a half-close)
         self._waiting = False  # on an awaitable the delegate returned
         self._advancing = False
         self._write_paused = False
@@ -429,6 +430,15 @@ class _Connection(asyncio.BufferedProtocol):
             log.info("Malformed HTTP request from %s: %s", self.context, exc)
             self._refuse(_status(400, "Bad Request"))
         self._advance()
+
+    def eof_received(self) -> bool:
+        """The client half-closed: answer what it sent, then close. (A TLS transport closes
+        anyway: keeping it open is not supported there.)"""
+        self._eof = True
+        assert self.transport is not None
+        whole = not self._in_head and all(m.complete or m.error for m in self.messages)
+        return (bool(self.messages) and whole  # a request cut short will not be answered
+                and self.transport.get_extra_info("sslcontext") is None)
 
     def pause_writing(self) -> None:
         self._write_paused = True
@@ -551,6 +561,9 @@ class _Connection(asyncio.BufferedProtocol):
                         return
                     self.messages.popleft()
                     if not self.messages:
+                        if self._eof:  # nothing more will come
+                            self.close()
+                            return
                         self.idle_since = asyncio.get_running_loop().time()
                     self._resume_reading()
                     if self._write_paused:  # the next request waits until the answers so far
