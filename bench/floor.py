@@ -15,7 +15,7 @@ floor with 1 MiB pieces too (docs/performance.md).
 
 With ``--bare`` (a second process), ``POST /bare/<case>`` answers the same bytes with the same
 headers as ovserve's inference routes from a bare ``HTTPMessageDelegate`` in front of the app,
-on ovserve's own HTTP server (``ovserve.server.http.protocol``: asyncio's protocol API and
+on ovserve's own HTTP server (``ovserve.server.http.server``: asyncio's protocol API and
 httptools instead of Tornado's ``HTTPServer``): the machinery those routes run on
 (``http/direct.py``, no ``RequestHandler``). ``make bench`` reports ovserve against it too, as
 information: ovserve's own cost, with the HTTP layer both share left out of the comparison.
@@ -38,7 +38,7 @@ import tornado.httputil
 import tornado.web
 from tornado.httputil import HTTPHeaders, ResponseStartLine
 
-from ovserve.server.http.protocol import HTTPServer
+from ovserve.server.http.server import HTTPServer
 
 
 class FixedResponse(tornado.web.RequestHandler):

@@ -222,7 +222,7 @@ async def serve(settings: Settings) -> int:
     from .backend.openvino import OpenVINOBackend
     from .http.app import make_app
     from .http.base import Cors, Deps
-    from .http.protocol import HTTPServer
+    from .http.server import HTTPServer
     from .manager import ConfigFileError, ModelManager
     from .metrics import ServerMetrics
 

@@ -1,4 +1,4 @@
-"""The HTTP/1.1 connection (http/protocol.py) against a fake transport and recording delegates.
+"""The HTTP/1.1 connection (http/protocol.py, http/message.py, http/server.py) against a fake transport and recording delegates.
 
 Bytes are fed the way asyncio feeds a ``BufferedProtocol`` (``get_buffer`` then
 ``buffer_updated``, so a large body takes the direct path into its own buffer), and what the
@@ -29,13 +29,9 @@ from tornado.httputil import (
 )
 from tornado.iostream import StreamClosedError
 
-from ovserve.server.http.protocol import (
-    DIRECT_MIN,
-    PIPELINE_LIMIT,
-    HTTPServer,
-    _Connection,
-    _Message,
-)
+from ovserve.server.http.message import Message
+from ovserve.server.http.protocol import DIRECT_MIN, PIPELINE_LIMIT, Connection
+from ovserve.server.http.server import HTTPServer
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -46,10 +42,10 @@ CONTINUE = b"HTTP/1.1 100 (Continue)\r\n\r\n"
 
 
 class FakeTransport(asyncio.Transport):
-    """What ``_Connection`` uses of an ``asyncio.Transport``, recorded. Closing calls the
+    """What ``Connection`` uses of an ``asyncio.Transport``, recorded. Closing calls the
     protocol's ``connection_lost(None)`` with ``call_soon``, as asyncio's transports do."""
 
-    def __init__(self, protocol: _Connection, ssl: bool = False) -> None:
+    def __init__(self, protocol: Connection, ssl: bool = False) -> None:
         super().__init__()
         self.protocol = protocol
         self.ssl = ssl
@@ -97,7 +93,7 @@ class FakeTransport(asyncio.Transport):
 class Request(HTTPMessageDelegate):
     """One request as the delegate saw it: its calls in order, its head and body."""
 
-    def __init__(self, app: App, conn: _Message) -> None:
+    def __init__(self, app: App, conn: Message) -> None:
         self.app = app
         self.conn = conn
         self.start_line = RequestStartLine("", "", "")
@@ -167,7 +163,7 @@ class App(HTTPServerConnectionDelegate):
         self.on_finish: Callable[[Request], None] | None = None
 
     def start_request(self, server_conn: object, request_conn: HTTPConnection) -> Request:
-        assert isinstance(request_conn, _Message)
+        assert isinstance(request_conn, Message)
         request = Request(self, request_conn)
         self.requests.append(request)
         return request
@@ -181,20 +177,20 @@ class App(HTTPServerConnectionDelegate):
 
 
 def connect(app: App | HTTPServer, ssl: bool = False, **settings: Any
-            ) -> tuple[_Connection, FakeTransport]:
+            ) -> tuple[Connection, FakeTransport]:
     """A connection of a new server for ``app`` (or of the server given), made."""
     if isinstance(app, HTTPServer):
         server = app
     else:
         settings.setdefault("max_body_size", 1 << 30)
         server = HTTPServer(app, **settings)
-    conn = _Connection(server)
+    conn = Connection(server)
     transport = FakeTransport(conn, ssl=ssl)
     conn.connection_made(transport)
     return conn, transport
 
 
-def feed(conn: _Connection, data: bytes) -> bytes:
+def feed(conn: Connection, data: bytes) -> bytes:
     """Feed ``data`` as asyncio does, read by read, until it is all read or reading stops (paused
     or closed); what was not read is returned."""
     transport = conn.transport

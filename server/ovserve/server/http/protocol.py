@@ -1,12 +1,12 @@
-"""ovserve's HTTP/1.1 server: asyncio's protocol API and the ``httptools`` parser, serving a
-Tornado ``HTTPServerConnectionDelegate`` (the :class:`~.direct.Router` in front of the
-application). Called by :mod:`ovserve.server.cli`.
+"""ovserve's HTTP/1.1 connections: asyncio's protocol API and the ``httptools`` parser, serving
+a Tornado ``HTTPServerConnectionDelegate`` (the :class:`~.direct.Router` in front of the
+application). Made by :class:`.server.HTTPServer`; each request is a :class:`.message.Message`.
 
 Why not Tornado's ``HTTPServer``: its ``IOStream`` and ``HTTP1Connection`` cost ~150-200 us of
 the event loop a request on these machines (futures, a coroutine step per read, header parsing
 in Python), where an ``asyncio.Protocol`` fed by a C parser costs ~25 us (docs/performance.md).
 Everything above the connection stays Tornado's: each request gets an object implementing
-``tornado.httputil.HTTPConnection`` (:class:`_Message`), and the delegate sees the same calls in
+``tornado.httputil.HTTPConnection`` (:class:`Message`), and the delegate sees the same calls in
 the same order as under ``HTTP1Connection`` -- ``headers_received`` (awaited when it returns an
 awaitable), ``data_received`` per piece of body (likewise), ``finish`` -- so ``RequestHandler``\\ s,
 ``stream_request_body`` and the direct routes work unchanged.
@@ -38,42 +38,34 @@ What the connection does, as ``HTTP1Connection`` did:
 Beyond Tornado: a malformed request gets ``400`` with ``Connection: close`` (Tornado wrote a
 bare status line), request heads over ``max_header_size`` get ``431`` (Tornado closed the
 connection without an answer), an ``Upgrade`` request without a body is served as plain
-HTTP/1.1 (as Tornado did), one with a body gets ``400``.
+HTTP/1.1 (as Tornado did), one with a body gets ``400``; chunk extensions and trailers are
+accepted (RFC 9112; Tornado answered ``400``); a client that half-closes after its requests gets
+their answers, then the connection closes (plain TCP; asyncio's TLS transports close at the
+peer's EOF); a body with a ``Content-Length`` over :data:`DIRECT_MIN` is read from the socket
+straight into one buffer (:class:`_Body`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import socket
-import ssl
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httptools
-from tornado.httputil import (
-    HTTPConnection,
-    HTTPHeaders,
-    HTTPInputError,
-    HTTPMessageDelegate,
-    HTTPOutputError,
-    HTTPServerConnectionDelegate,
-    RequestStartLine,
-    ResponseStartLine,
-)
+from tornado.httputil import HTTPHeaders, HTTPInputError, RequestStartLine
 from tornado.iostream import StreamClosedError
+
+from .message import Context, Message, answer, guard
+
+if TYPE_CHECKING:
+    from .server import HTTPServer
 
 log = logging.getLogger("ovserve.server.http")
 
-MAX_HEADER_SIZE = 64 * 1024
-"""Request line and headers, as Tornado's default ``max_header_size``. A head whose line has
-not ended is counted per read, from the read after the one it began in: such a head is
-refused within this plus one read (:data:`READ_SIZE`)."""
 PIPELINE_LIMIT = 1 << 20
 """Bytes of parsed, not yet delivered requests after which the connection stops reading."""
-SWEEP_SECONDS = 30.0
-"""How often idle connections are looked for."""
 READ_SIZE = 256 * 1024
 """The connection's socket reads (asyncio's own size)."""
 DIRECT_MIN = 64 * 1024
@@ -89,236 +81,12 @@ _CONTINUE = b"HTTP/1.1 100 (Continue)\r\n\r\n"  # Tornado's text
 _VERSIONS = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0", "0.9": "HTTP/0.9"}
 
 
-def _status(code: int, reason: str) -> bytes:
-    body = f"{code} {reason}\n".encode()
-    return (f"HTTP/1.1 {code} {reason}\r\nContent-Type: text/plain\r\nContent-Length: "
-            f"{len(body)}\r\nConnection: close\r\n\r\n").encode() + body
-
-
-class _Context:
-    """What ``HTTPServerRequest`` reads from ``connection.context``."""
-
-    __slots__ = ("address", "protocol", "remote_ip")
-
-    def __init__(self, address: Any, protocol: str) -> None:
-        self.address = address
-        self.protocol = protocol
-        self.remote_ip = address[0] if isinstance(address, tuple) else "0.0.0.0"
-
-    def __str__(self) -> str:
-        return str(self.remote_ip)
-
-
-class HTTPServer:
-    """Listens on a port and serves every connection with ``delegate``."""
-
-    def __init__(self, delegate: HTTPServerConnectionDelegate, *,
-                 ssl_context: ssl.SSLContext | None = None, max_body_size: int,
-                 max_header_size: int = MAX_HEADER_SIZE, idle_timeout: float = 3600.0) -> None:
-        self.delegate = delegate
-        self.ssl_context = ssl_context
-        self.max_body_size = max_body_size
-        self.max_header_size = max_header_size
-        self.idle_timeout = idle_timeout
-        self.connections: set[_Connection] = set()
-        self._servers: list[asyncio.Server] = []
-        self._sweeper: asyncio.TimerHandle | None = None
-
-    async def listen(self, port: int, address: str | None = None) -> list[socket.socket]:
-        """Start accepting on ``address:port``; the sockets listened on."""
-        loop = asyncio.get_running_loop()
-        server = await loop.create_server(
-            lambda: _Connection(self), host=address or None, port=port, ssl=self.ssl_context,
-            backlog=128, reuse_address=True)
-        self._servers.append(server)
-        if self._sweeper is None:
-            self._sweeper = loop.call_later(SWEEP_SECONDS, self._sweep)
-        return list(server.sockets)
-
-    def stop(self) -> None:
-        """Stop accepting connections (those open are served on)."""
-        for server in self._servers:
-            server.close()
-        self._servers.clear()
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            self._sweeper = None
-
-    async def close_all_connections(self, timeout: float = 5.0) -> None:
-        """Close every connection once its written data is sent (at most ``timeout``)."""
-        for conn in list(self.connections):
-            conn.close()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while self.connections and loop.time() < deadline:
-            await asyncio.sleep(0.01)
-        for conn in list(self.connections):
-            conn.abort()
-
-    def _sweep(self) -> None:
-        now = asyncio.get_running_loop().time()
-        for conn in list(self.connections):
-            if conn.idle_since is not None and now - conn.idle_since > self.idle_timeout:
-                conn.close()
-        self._sweeper = asyncio.get_running_loop().call_later(SWEEP_SECONDS, self._sweep)
-
-
-class _Message(HTTPConnection):
-    """One request: its parsed parts until the delegate has them, and its response.
-
-    Implements ``tornado.httputil.HTTPConnection`` for the delegate (``write_headers``,
-    ``write``, ``finish``, ``set_close_callback``, ``set_max_body_size``,
-    ``set_body_timeout``)."""
-
-    __slots__ = ("_chunking", "_close_callback", "_conn", "_remaining", "chunks", "complete",
-                 "context", "delegate", "delivered", "error", "finished", "head_size", "headers",
-                 "keep_alive", "max_body_size", "received", "start_line", "written")
-
-    def __init__(self, conn: _Connection, start_line: RequestStartLine, headers: HTTPHeaders,
-                 keep_alive: bool) -> None:
-        self._conn = conn
-        self.context = conn.context
-        self.start_line = start_line
-        self.headers = headers
-        self.keep_alive = keep_alive
-        self.max_body_size = conn.server.max_body_size
-        self.chunks: deque[bytes] = deque()  # body pieces parsed, not yet delivered
-        self.received = 0  # body bytes parsed
-        self.head_size = 0  # bytes of the request head
-        self.complete = False  # the whole request parsed
-        self.error: bytes | None = None  # an answer of the connection's own (400, 413, 431)
-        self.delegate: HTTPMessageDelegate | None = None
-        self.delivered = False  # delegate.finish() called
-        self.written = False  # write_headers called
-        self.finished = False  # the response finished
-        self._chunking = False
-        self._remaining: int | None = None
-        self._close_callback: Callable[[], None] | None = None
-
-    # ---------------------------------------------------------------- HTTPConnection
-
-    def set_close_callback(self, callback: Callable[[], None] | None) -> None:
-        self._close_callback = callback
-
-    def set_max_body_size(self, max_body_size: int) -> None:
-        self.max_body_size = max_body_size
-
-    def set_body_timeout(self, timeout: float) -> None:
-        """Accepted for Tornado's interface and ignored: as under Tornado's defaults, a body
-        has no time limit (the idle sweep closes connections waiting for a request head)."""
-
-    def detach(self) -> Any:
-        raise NotImplementedError("ovserve's HTTP connections cannot be detached")
-
-    def write_headers(self, start_line: ResponseStartLine | RequestStartLine,
-                      headers: HTTPHeaders, chunk: bytes | None = None) -> asyncio.Future[None]:
-        assert isinstance(start_line, ResponseStartLine)
-        request = self.start_line
-        code = start_line.code
-        self.written = True
-        bodiless = request.method == "HEAD" or code in (204, 304) or 100 <= code < 200
-        self._chunking = (request.version == "HTTP/1.1" and not bodiless
-                          and "Content-Length" not in headers
-                          and "Transfer-Encoding" not in headers)
-        if bodiless:
-            self._remaining = 0
-        elif "Content-Length" in headers:
-            self._remaining = int(headers["Content-Length"])
-        else:
-            self._remaining = None
-            if not self._chunking:  # a body only the connection's end can delimit
-                self.keep_alive = False
-        if headers.get("Connection", "").lower() == "close":
-            self.keep_alive = False  # the delegate's word (the body limit's early answers)
-        elif request.version == "HTTP/1.1" and not self.keep_alive:
-            headers["Connection"] = "close"
-        elif request.version == "HTTP/1.0" and self.keep_alive:
-            headers["Connection"] = "Keep-Alive"
-        if self._chunking:
-            headers["Transfer-Encoding"] = "chunked"
-        lines = [f"HTTP/1.1 {code} {start_line.reason}"]
-        lines.extend(f"{name}: {value}" for name, value in headers.get_all())
-        for line in lines:
-            if "\r" in line or "\n" in line:  # would end the line, or the head, early
-                raise ValueError(f"Illegal characters (CR or LF) in header: {line!r}")
-        data = "\r\n".join(lines).encode("latin1") + b"\r\n\r\n"
-        if chunk:
-            data += self._frame(chunk)
-        return self._conn.send(data)
-
-    def write(self, chunk: bytes) -> asyncio.Future[None]:
-        return self._conn.send(self._frame(chunk))
-
-    def reply(self, code: int, reason: str, head: bytes, body: bytes,
-              close: bool = False) -> None:
-        """A whole response in one write, then :meth:`finish`: ``head`` is its header lines,
-        each ending in CRLF, already checked, without ``Content-Length`` and ``Connection``,
-        which this adds (``close``: the connection closes after it). For callers that format
-        their own lines (the direct routes, http/direct.py): ``write_headers`` and an
-        ``HTTPHeaders`` cost ~15 us more a request. Not for HEAD, 1xx, 204 or 304."""
-        if close:
-            self.keep_alive = False
-        version = self.start_line.version
-        if not self.keep_alive:
-            connection = b"Connection: close\r\n" if version == "HTTP/1.1" else b""
-        elif version == "HTTP/1.0":
-            connection = b"Connection: Keep-Alive\r\n"
-        else:
-            connection = b""
-        self.written = True
-        self._conn.send(b"HTTP/1.1 %d %s\r\n%s%sContent-Length: %d\r\n\r\n%s" % (
-            code, reason.encode("latin1"), head, connection, len(body), body))
-        self.finish()
-
-    def finish(self) -> None:
-        if self._remaining and not self._conn.closed:
-            self._conn.abort()
-            raise HTTPOutputError(
-                f"Tried to write {self._remaining} bytes less than Content-Length")
-        if self._chunking:
-            self._conn.send(b"0\r\n\r\n")
-        self.finished = True
-        self._close_callback = None
-        self._conn.response_finished(self)
-
-    # ---------------------------------------------------------------- helpers
-
-    def _frame(self, chunk: bytes) -> bytes:
-        if self._remaining is not None:
-            self._remaining -= len(chunk)
-            if self._remaining < 0:
-                self._conn.abort()
-                raise HTTPOutputError("Tried to write more data than Content-Length")
-        if self._chunking and chunk:
-            return b"%x\r\n%s\r\n" % (len(chunk), chunk)
-        return chunk
-
-    def connection_closed(self) -> None:
-        """The connection ended while this request was being read or answered."""
-        callback, self._close_callback = self._close_callback, None
-        delegate = self.delegate
-        if delegate is not None and not self.delivered:
-            self.delivered = True
-            _guard(delegate.on_connection_close)
-        if callback is not None:
-            _guard(callback)
-
-
-def _guard(call: Callable[..., Any], *args: Any) -> Any:
-    """``call(*args)``, an exception logged as Tornado's ``_ExceptionLoggingContext`` does."""
-    try:
-        return call(*args)
-    except Exception:
-        log.exception("Uncaught exception in the HTTP delegate")
-        return None
-
-
 class _Body:
     """A request body of known length read into one buffer (see :data:`DIRECT_MIN`)."""
 
     __slots__ = ("buffer", "filled", "message", "view")
 
-    def __init__(self, message: _Message, length: int) -> None:
+    def __init__(self, message: Message, length: int) -> None:
         self.message = message
         self.buffer = bytearray(length)
         self.view = memoryview(self.buffer)
@@ -330,15 +98,15 @@ class _Body:
         self.filled = end
 
 
-class _Connection(asyncio.BufferedProtocol):
+class Connection(asyncio.BufferedProtocol):
     """One client connection: parses requests and hands them, in order, to the delegate."""
 
     def __init__(self, server: HTTPServer) -> None:
         self.server = server
         self.transport: asyncio.Transport | None = None
-        self.context: _Context = _Context(None, "http")
+        self.context: Context = Context(None, "http")
         self.closed = False
-        self.messages: deque[_Message] = deque()  # [0] is being answered
+        self.messages: deque[Message] = deque()  # [0] is being answered
         self.idle_since: float | None = None
         self._parser = httptools.HttpRequestParser(self)
         self._buffer = memoryview(bytearray(READ_SIZE))
@@ -349,7 +117,7 @@ class _Connection(asyncio.BufferedProtocol):
         self._head_fed = 0  # ... and the reads fed while in it (a line that never ends)
         self._in_head = False
         self._head_fresh = False  # the head began in the read being fed
-        self._parsing: _Message | None = None
+        self._parsing: Message | None = None
         self._buffered = 0  # bytes of parsed requests (heads, bodies) not yet delivered
         self._reading = True
         self._refused = False  # an error answer is due: read nothing more
@@ -365,7 +133,7 @@ class _Connection(asyncio.BufferedProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
-        self.context = _Context(transport.get_extra_info("peername"),
+        self.context = Context(transport.get_extra_info("peername"),
                                 "https" if transport.get_extra_info("sslcontext") else "http")
         self.idle_since = asyncio.get_running_loop().time()
         self.server.connections.add(self)
@@ -381,7 +149,7 @@ class _Connection(asyncio.BufferedProtocol):
                 future.set_exception(StreamClosedError())
                 future.exception()  # retrieved: nobody need wait for it
         self._drained.clear()
-        _guard(self.server.delegate.on_close, self)
+        guard(self.server.delegate.on_close, self)
 
     def get_buffer(self, sizehint: int) -> memoryview:
         body = self._body
@@ -416,19 +184,19 @@ class _Connection(asyncio.BufferedProtocol):
                 if self._head_fed > self.server.max_header_size:
                     raise _HeadTooLarge()
         except _HeadTooLarge:
-            self._refuse(_status(431, "Request Header Fields Too Large"))
+            self._refuse(answer(431, "Request Header Fields Too Large"))
         except httptools.HttpParserUpgrade as upgrade:
             self._upgrade(data, upgrade.args[0])
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
             if isinstance(cause, _HeadTooLarge):
-                self._refuse(_status(431, "Request Header Fields Too Large"))
+                self._refuse(answer(431, "Request Header Fields Too Large"))
             else:
                 log.error("HTTP parser callback failed", exc_info=cause or exc)
-                self._refuse(_status(500, "Internal Server Error"))
+                self._refuse(answer(500, "Internal Server Error"))
         except httptools.HttpParserError as exc:
             log.info("Malformed HTTP request from %s: %s", self.context, exc)
-            self._refuse(_status(400, "Bad Request"))
+            self._refuse(answer(400, "Bad Request"))
         self._advance()
 
     def eof_received(self) -> bool:
@@ -491,10 +259,10 @@ class _Connection(asyncio.BufferedProtocol):
         version = _VERSIONS.get(parser.get_http_version(), "HTTP/1.1")
         start = RequestStartLine(parser.get_method().decode("latin1"),
                                  b"".join(self._url).decode("latin1"), version)
-        message = _Message(self, start, headers, _keep_alive(start, headers))
+        message = Message(self, start, headers, _keep_alive(start, headers))
         length = headers.get("Content-Length")
         if "Upgrade" in headers and (length not in (None, "0") or "Transfer-Encoding" in headers):
-            message.error = _status(400, "Bad Request")  # see the module docstring
+            message.error = answer(400, "Bad Request")  # see the module docstring
         elif (length is not None and length.isdigit()
               and DIRECT_MIN < int(length) <= min(DIRECT_MAX, message.max_body_size)):
             self._body = _Body(message, int(length))
@@ -592,7 +360,7 @@ class _Connection(asyncio.BufferedProtocol):
         finally:
             self._advancing = False
 
-    def _deliver_headers(self, message: _Message) -> None:
+    def _deliver_headers(self, message: Message) -> None:
         self._buffered -= message.head_size
         self._resume_reading()
         delegate = self.server.delegate.start_request(self, message)
@@ -601,7 +369,7 @@ class _Connection(asyncio.BufferedProtocol):
                             message.headers)
         self._wait_for(message, result, lambda: self._after_headers(message))
 
-    def _call(self, message: _Message, method: Callable[..., Any], *args: Any) -> Any:
+    def _call(self, message: Message, method: Callable[..., Any], *args: Any) -> Any:
         """A call of the request's delegate; what it raises ends the connection, as under
         Tornado: ``HTTPInputError`` (e.g. ``HTTPServerRequest``'s "Missing Host header") with a
         400, anything else logged, and the delegate is told the connection closed."""
@@ -611,10 +379,10 @@ class _Connection(asyncio.BufferedProtocol):
             self._delegate_failed(message, exc)
             return None
 
-    def _delegate_failed(self, message: _Message, exc: BaseException) -> None:
+    def _delegate_failed(self, message: Message, exc: BaseException) -> None:
         if isinstance(exc, HTTPInputError):
             log.info("Malformed HTTP request from %s: %s", self.context, exc)
-            self._send_error(_status(400, "Bad Request"))
+            self._send_error(answer(400, "Bad Request"))
         else:
             log.error("Uncaught exception in the HTTP delegate", exc_info=exc)
             self.close()
@@ -622,9 +390,9 @@ class _Connection(asyncio.BufferedProtocol):
             message.delivered = True
             delegate = message.delegate
             if delegate is not None:
-                _guard(delegate.on_connection_close)
+                guard(delegate.on_connection_close)
 
-    def _after_headers(self, message: _Message) -> None:
+    def _after_headers(self, message: Message) -> None:
         if message.finished or self._closing:
             return
         length = message.headers.get("Content-Length")
@@ -634,20 +402,20 @@ class _Connection(asyncio.BufferedProtocol):
         if message.headers.get("Expect") == "100-continue" and not message.written:
             self.send(_CONTINUE)
 
-    def _check_size(self, message: _Message) -> bool:
+    def _check_size(self, message: Message) -> bool:
         if message.received <= message.max_body_size or message.written:
             return True
         self._refuse_message(message)
         return False
 
-    def _refuse_message(self, message: _Message) -> None:
+    def _refuse_message(self, message: Message) -> None:
         message.delivered = True
         delegate = message.delegate
         if delegate is not None:
-            _guard(delegate.on_connection_close)
-        self._send_error(_status(413, "Payload Too Large"))
+            guard(delegate.on_connection_close)
+        self._send_error(answer(413, "Payload Too Large"))
 
-    def _wait_for(self, message: _Message, result: Awaitable[None] | None,
+    def _wait_for(self, message: Message, result: Awaitable[None] | None,
                   then: Callable[[], None] | None = None) -> None:
         """Go on (``then``, then delivery) once ``result``, what the delegate returned, is done:
         at once when it is ``None``, as Tornado awaits it otherwise (its failure is the
@@ -665,7 +433,7 @@ class _Connection(asyncio.BufferedProtocol):
         if then is not None:
             then()
 
-    def _resume(self, message: _Message, future: asyncio.Future[Any],
+    def _resume(self, message: Message, future: asyncio.Future[Any],
                 then: Callable[[], None] | None) -> None:
         self._waiting = False
         if self.closed or self._failed(message, future):
@@ -674,7 +442,7 @@ class _Connection(asyncio.BufferedProtocol):
             then()
         self._advance()
 
-    def _failed(self, message: _Message, future: asyncio.Future[Any]) -> bool:
+    def _failed(self, message: Message, future: asyncio.Future[Any]) -> bool:
         if future.cancelled():
             self.close()
             return True
@@ -702,7 +470,7 @@ class _Connection(asyncio.BufferedProtocol):
             future.set_result(None)
         return future
 
-    def response_finished(self, message: _Message) -> None:
+    def response_finished(self, message: Message) -> None:
         if not self._advancing:
             self._advance()
 
@@ -728,7 +496,7 @@ class _Connection(asyncio.BufferedProtocol):
         self._parser = httptools.HttpRequestParser(self)  # nothing more is parsed anyway
         message = self._parsing
         if message is None:
-            message = _Message(self, RequestStartLine("GET", "/", "HTTP/1.1"), HTTPHeaders(),
+            message = Message(self, RequestStartLine("GET", "/", "HTTP/1.1"), HTTPHeaders(),
                                False)
             self.messages.append(message)
         message.error = data
