@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -29,6 +30,7 @@ from tornado.httputil import (
 )
 from tornado.iostream import StreamClosedError
 
+from ovserve.server.http import protocol
 from ovserve.server.http.message import Message
 from ovserve.server.http.protocol import DIRECT_MIN, PIPELINE_LIMIT, Connection
 from ovserve.server.http.server import HTTPServer
@@ -927,3 +929,80 @@ async def test_a_half_close_over_tls_closes() -> None:
     conn, _ = connect(app, ssl=True)
     feed(conn, get("/1"))
     assert conn.eof_received() is False
+
+
+# ----------------------------------------------------------------- random splits
+
+
+def _feed_in_pieces(conn: Connection, data: bytes | memoryview, sizes: random.Random
+                    ) -> memoryview:
+    """Feed ``data`` in reads of random sizes (1 byte to 200 KiB), each no larger than what
+    ``get_buffer`` offers, as a slow or fast network would deliver it, until reading pauses;
+    what was not fed is returned."""
+    transport = conn.transport
+    assert isinstance(transport, FakeTransport)
+    view = memoryview(data)
+    while view and not transport.paused:
+        buf = conn.get_buffer(-1)
+        n = min(len(buf), len(view), sizes.choice([1, 7, 100, 1500, 65536, 200_000]))
+        buf[:n] = view[:n]
+        conn.buffer_updated(n)
+        view = view[n:]
+    return view
+
+
+def _chunked(path: str, body: bytes, pieces: random.Random) -> bytes:
+    head = get(path, "Transfer-Encoding: chunked", method="POST")
+    out, i = [head], 0
+    while i < len(body):
+        n = min(pieces.randint(1, max(1, len(body) // 3)), len(body) - i)
+        out.append(b"%x\r\n%s\r\n" % (n, body[i:i + n]))
+        i += n
+    out.append(b"0\r\n\r\n")
+    return b"".join(out)
+
+
+@pytest.mark.parametrize("later", [False, True], ids=["answered-at-once", "answered-later"])
+@pytest.mark.parametrize("seed", range(12))
+async def test_requests_split_at_random_are_delivered_whole_and_in_order(
+    seed: int, later: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pipelined stream of GETs, small and large (over DIRECT_MIN, read into one buffer)
+    Content-Length bodies and chunked bodies, delivered in reads of random sizes: every request
+    reaches its delegate with its own path and body, and the answers come in order. Answered
+    later (from the loop), the requests behind wait parsed, and reading pauses and resumes."""
+    rng = random.Random(seed)
+    expected: list[tuple[str, bytes]] = []
+    stream = []
+    kinds = [rng.choice(["get", "small", "large", "chunked"]) for _ in range(rng.randint(5, 12))]
+    if later:  # three large bodies waiting behind the first request pass a 128 KiB limit
+        kinds += ["large"] * 3
+        monkeypatch.setattr(protocol, "PIPELINE_LIMIT", 128 * 1024)
+    for i, kind in enumerate(kinds):
+        path = f"/{i}/{kind}"
+        if kind == "get":
+            body = b""
+            stream.append(get(path))
+        else:
+            size = rng.randint(DIRECT_MIN + 1, 3 * DIRECT_MIN) if kind == "large" else rng.randint(0, 3000)
+            body = bytes(rng.getrandbits(8) for _ in range(64)) * (size // 64) + b"x" * (size % 64)
+            stream.append(_chunked(path, body, rng) if kind == "chunked" else post(path, body))
+        expected.append((path, body))
+    app = App(respond=not later)
+    if later:
+        app.on_finish = lambda request: asyncio.get_running_loop().call_soon(request.respond)
+    conn, transport = connect(app)
+    data = _feed_in_pieces(conn, b"".join(stream), rng)
+    while data:  # as the transport would: no reads while paused
+        assert later, "reading paused with nothing waiting for an answer"
+        await asyncio.sleep(0)
+        data = _feed_in_pieces(conn, data, rng)
+    for _ in range(len(expected) + 3):
+        await asyncio.sleep(0)
+    assert [(r.path, r.body) for r in app.requests] == expected
+    assert all(r.calls[0] == "headers" and r.calls[-1] == "finish" for r in app.requests)
+    assert transport.written == b"".join(ok(path.encode()) for path, _ in expected)
+    assert not transport.closing and conn.idle_since is not None
+    assert transport.pauses == transport.resumes and not transport.paused
+    if later:
+        assert transport.pauses > 0  # the requests waiting passed the (lowered) limit
