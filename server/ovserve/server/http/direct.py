@@ -1,10 +1,11 @@
 """The inference routes served straight off the HTTP connection, without a RequestHandler.
 
-:class:`Router` is what the HTTP server (:mod:`.protocol`) is given (:func:`.app.make_app`).
+:class:`Router` is what the HTTP server (:mod:`.server`) is given (:func:`.app.make_app`).
 For a ``POST`` whose path one of its :class:`~.base.Endpoint` patterns matches (v1
 ``:predict``, v2 ``/infer``) it reads the body and calls the endpoint itself; every other
 request goes to the Tornado application, unchanged, by the application's own routing (the
-same patterns route the other methods of those URLs to handlers that answer CORS preflights and ``406``).
+same patterns route the other methods of those URLs to handlers that answer CORS preflights
+and ``406``). Its answers go out in one write (``Message.reply``, :mod:`.message`).
 
 Why: a ``RequestHandler`` costs about 40 % of the event loop's time on a small request
 (routing through every rule, a handler object with ``clear()``, a task, output transforms, the
