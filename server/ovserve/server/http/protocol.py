@@ -134,7 +134,7 @@ class Connection(asyncio.BufferedProtocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         self.context = Context(transport.get_extra_info("peername"),
-                                "https" if transport.get_extra_info("sslcontext") else "http")
+                               "https" if transport.get_extra_info("sslcontext") else "http")
         self.idle_since = asyncio.get_running_loop().time()
         self.server.connections.add(self)
 
@@ -497,7 +497,7 @@ class Connection(asyncio.BufferedProtocol):
         message = self._parsing
         if message is None:
             message = Message(self, RequestStartLine("GET", "/", "HTTP/1.1"), HTTPHeaders(),
-                               False)
+                              False)
             self.messages.append(message)
         message.error = data
         self._parsing = None
