@@ -58,3 +58,15 @@ def server(repo: tuple[Path, Path]) -> Iterator[ServerProcess]:
 def http() -> Iterator[requests.Session]:
     with requests.Session() as session:
         yield session
+
+
+@pytest.fixture(scope="module")
+def limited_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A server with ``--max_request_mb 1`` serving only ``add`` (the body-limit tests)."""
+    root: Path = tmp_path_factory.mktemp("limitrepo")
+    models.add_model(root / "add")
+    config = write_config(root / "config.json", [{"name": "add", "base_path": "add"}])
+    proc = start_server(["--config_path", str(config), "--file_system_poll_wait_seconds", "0",
+                         "--max_request_mb", "1"], workdir=root)
+    yield proc
+    assert proc.stop() == 0, proc.log()

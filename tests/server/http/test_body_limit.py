@@ -13,12 +13,10 @@ import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
-import ovtest_models as models
 import pytest
 import requests
-from ovtest_server import ServerProcess, start_server, write_config
+from ovtest_server import ServerProcess
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -74,14 +72,9 @@ def padded(body: bytes, size: int) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    root: Path = tmp_path_factory.mktemp("limitrepo")
-    models.add_model(root / "add")
-    config = write_config(root / "config.json", [{"name": "add", "base_path": "add"}])
-    proc = start_server(["--config_path", str(config), "--file_system_poll_wait_seconds", "0",
-                         "--max_request_mb", "1"], workdir=root)
-    yield proc
-    assert proc.stop() == 0, proc.log()
+def server(limited_server: ServerProcess) -> ServerProcess:
+    """Every test here runs against the server with the 1 MiB limit (conftest.py)."""
+    return limited_server
 
 
 @pytest.fixture(params=DIALECTS, ids=lambda d: d.name)

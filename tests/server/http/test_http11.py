@@ -18,16 +18,14 @@ import json
 import socket
 import struct
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import ovtest_models as models
 import pytest
-from ovtest_server import ServerProcess, start_server, write_config
+from ovtest_server import ServerProcess
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -643,18 +641,6 @@ def test_a_client_that_leaves_early_does_not_disturb_the_server(server: ServerPr
 # ----------------------------------------------------------------- the body limit on a live connection
 
 
-@pytest.fixture(scope="module")
-def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """A server with ``--max_request_mb 1`` serving only ``add``."""
-    root: Path = tmp_path_factory.mktemp("http11limit")
-    models.add_model(root / "add")
-    config = write_config(root / "config.json", [{"name": "add", "base_path": "add"}])
-    proc = start_server(["--config_path", str(config), "--file_system_poll_wait_seconds", "0",
-                         "--max_request_mb", "1"], workdir=root)
-    yield proc
-    assert proc.stop() == 0, proc.log()
-
-
 def _expect_refused(c: Client, started: float) -> None:
     r = c.read_response()
     assert time.monotonic() - started < 5, "the refusal waited for a body that never came"
@@ -664,28 +650,28 @@ def _expect_refused(c: Client, started: float) -> None:
 
 
 @pytest.mark.parametrize("path", [PREDICT, INFER])
-def test_body_over_the_limit_on_a_kept_alive_connection(limited: ServerProcess, path: str) -> None:
+def test_body_over_the_limit_on_a_kept_alive_connection(limited_server: ServerProcess, path: str) -> None:
     """After a served request, the headers of one announcing 2 MiB (and no body byte): 413 at
     once, ``Connection: close``, the JSON error, then the close. (test_body_limit.py covers the
     same on a fresh connection.)"""
     body = V1_BODY if path == PREDICT else V2_BODY
-    with Client(limited) as c:
+    with Client(limited_server) as c:
         c.send(request("POST", path, body))
         assert c.read_response().status == 200
         c.send(request("POST", path, None, "Content-Type: application/json",
                        f"Content-Length: {2 * LIMIT}"))
         _expect_refused(c, time.monotonic())
-    assert_serves(limited)
+    assert_serves(limited_server)
 
 
-def test_body_over_the_limit_pipelined_behind_served_requests(limited: ServerProcess) -> None:
+def test_body_over_the_limit_pipelined_behind_served_requests(limited_server: ServerProcess) -> None:
     """In one write: a predict, a status GET, then the head of a 2 MiB predict. The first two are
     answered, then the 413, then the close."""
-    with Client(limited) as c:
+    with Client(limited_server) as c:
         started = time.monotonic()
         c.send(request("POST", PREDICT, V1_BODY) + request("GET", STATUS)
                + request("POST", INFER, None, f"Content-Length: {2 * LIMIT}"))
         assert expect_json(c.read_response()) == V1_ANSWER
         expect_status_doc(c.read_response())
         _expect_refused(c, started)
-    assert_serves(limited)
+    assert_serves(limited_server)
