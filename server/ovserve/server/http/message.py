@@ -145,8 +145,9 @@ class Message(HTTPConnection):
         """A whole response in one write, then :meth:`finish`: ``head`` is its header lines,
         each ending in CRLF, already checked, without ``Content-Length`` and ``Connection``,
         which this adds (``close``: the connection closes after it). For callers that format
-        their own lines (the direct routes, http/direct.py): ``write_headers`` and an
-        ``HTTPHeaders`` cost ~15 us more a request. Not for HEAD, 1xx, 204 or 304."""
+        their own lines (the direct routes, http/direct.py): with ``write_headers`` and an
+        ``HTTPHeaders`` their answer cost ~14 us more (20 against 6, measured alone). Not for
+        HEAD, 1xx, 204 or 304."""
         if close:
             self.keep_alive = False
         version = self.start_line.version
