@@ -871,6 +871,33 @@ async def test_idle_sweep_closes_only_idle_connections() -> None:
     assert sweeper.cancelled() and server._sweeper is None
 
 
+@pytest.mark.parametrize("part", ["head", "body", "read-into body"])
+async def test_sweep_closes_a_connection_whose_request_stalled(part: str) -> None:
+    """A request partly received (its head, a body in pieces, a body read into its buffer)
+    that sends nothing for ``body_timeout`` closes its connection; one that sent recently, and
+    one whose request is whole and being answered, stay."""
+    app = App()
+    server = HTTPServer(app, max_body_size=1 << 30, idle_timeout=1000.0, body_timeout=10.0)
+    stalled, stalled_transport = connect(server)
+    moving, moving_transport = connect(server)
+    answering, answering_transport = connect(server)
+    data = {"head": b"GET / HTTP/1.1\r\nHo",
+            "body": post("/p", b"x" * 100)[:-50],
+            "read-into body": post("/p", b"x" * (DIRECT_MIN + 10))[:-5]}[part]
+    feed(stalled, data)
+    feed(moving, data)
+    feed(answering, get("/busy"))
+    assert stalled.receiving and moving.receiving and not answering.receiving
+    now = asyncio.get_running_loop().time()
+    stalled.last_read = now - 11.0
+    moving.last_read = now - 9.0
+    answering.last_read = now - 11.0
+    server._sweep()
+    assert stalled_transport.closing
+    assert not moving_transport.closing and not answering_transport.closing
+    server.stop()
+
+
 async def test_listen_stop_and_close_all_connections() -> None:
     app = App(respond=True)
     server = HTTPServer(app, max_body_size=100)

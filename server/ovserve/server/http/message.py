@@ -95,8 +95,8 @@ class Message(HTTPConnection):
         self.max_body_size = max_body_size
 
     def set_body_timeout(self, timeout: float) -> None:
-        """Accepted for Tornado's interface and ignored: as under Tornado's defaults, a body
-        has no time limit (the idle sweep closes connections waiting for a request head)."""
+        """Accepted for Tornado's interface and ignored: the server's ``body_timeout`` (a
+        request that stalls) applies to every request."""
 
     def detach(self) -> Any:
         raise NotImplementedError("ovserve's HTTP connections cannot be detached")

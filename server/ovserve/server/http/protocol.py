@@ -33,7 +33,8 @@ What the connection does, as ``HTTP1Connection`` did:
 * the body limit (``max_body_size``, which a delegate may lift per request with
   ``set_max_body_size``): a larger declared or chunked body gets ``413`` and the connection
   closes;
-* an idle connection (no complete request head) closes after ``idle_timeout``.
+* an idle connection (no complete request head) closes after ``idle_timeout``; beyond Tornado,
+  one whose request is partly received and sends nothing for ``body_timeout`` closes too.
 
 Beyond Tornado: a malformed request gets ``400`` with ``Connection: close`` (Tornado wrote a
 bare status line), request heads over ``max_header_size`` get ``431`` (Tornado closed the
@@ -49,6 +50,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -108,6 +110,7 @@ class Connection(asyncio.BufferedProtocol):
         self.closed = False
         self.messages: deque[Message] = deque()  # [0] is being answered
         self.idle_since: float | None = None
+        self.last_read = time.monotonic()  # when the client last sent something
         self._parser = httptools.HttpRequestParser(self)
         self._buffer = memoryview(bytearray(READ_SIZE))
         self._body: _Body | None = None  # the body being read straight into its buffer
@@ -157,7 +160,14 @@ class Connection(asyncio.BufferedProtocol):
             return body.view[body.filled:]
         return self._buffer
 
+    @property
+    def receiving(self) -> bool:
+        """A request is partly received (its head, or its body)."""
+        return (self._in_head or self._body is not None
+                or (self._parsing is not None and not self._parsing.complete))
+
     def buffer_updated(self, nbytes: int) -> None:
+        self.last_read = time.monotonic()
         body = self._body
         if body is not None:
             body.filled += nbytes
