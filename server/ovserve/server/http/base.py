@@ -176,8 +176,6 @@ def too_large_message(limit: int) -> str:
     return f"Request body is larger than the limit of {limit} bytes"
 
 
-
-
 class BaseHandler(tornado.web.RequestHandler):
     """Common behaviour; subclasses set ``ALLOWED``, ``STATUS`` and ``encode_error``."""
 
@@ -296,8 +294,8 @@ class BodyHandler(BaseHandler):
 
     A ``Content-Length`` above ``max_body_bytes`` is refused as soon as the headers arrive; a
     body without one (chunked) is refused by the piece that crosses the limit. Either way the
-    dialect's own error is sent at once, with ``Connection: close``, and Tornado closes the
-    connection when that answer is written, without reading the rest of the body.
+    dialect's own error is sent at once, with ``Connection: close``, and the connection closes
+    once that answer is written, without reading the rest of the body.
 
     The connection's own limit is lifted for these requests (:func:`open_body`).
     """
@@ -318,8 +316,8 @@ class BodyHandler(BaseHandler):
         self._size = 0
         self._too_large = False
         if not self.method_allowed():  # BaseHandler.prepare's check, plus a header:
-            # this answer goes out before the body is read, and Tornado then closes the
-            # connection: say so, or a keep-alive client reuses a dead connection.
+            # this answer goes out before the body is read, and the connection then closes:
+            # say so, or a keep-alive client reuses a dead connection.
             self.set_header("Connection", "close")
             self.refuse_method()
             return

@@ -171,7 +171,7 @@ class Message(HTTPConnection):
             self._conn.send(b"0\r\n\r\n")
         self.finished = True
         self._close_callback = None
-        self._conn.response_finished(self)
+        self._conn.response_finished()
 
     # ---------------------------------------------------------------- helpers
 
