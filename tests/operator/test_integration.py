@@ -366,7 +366,7 @@ def test_apply_makes_the_model_available_on_every_pod(cluster: Cluster) -> None:
     assert status["availableVersions"] == "2"
     assert status["observedGeneration"] == cluster.model("add")["metadata"]["generation"]
     assert {c["type"]: c["status"] for c in status["conditions"]} == {
-        "Ready": "True", "ConfigApplied": "True"}
+        "Ready": "True", "Reconciling": "False", "Stalled": "False", "ConfigApplied": "True"}
     expected = cluster.config_hash()
     assert status["configHash"] == expected
     for pod in ("default-0", "default-1"):

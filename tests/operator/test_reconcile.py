@@ -79,9 +79,13 @@ def test_first_pass_creates_children_and_waits_for_pods(kube: FakeKube,
     outcome = reconciler.reconcile_server("ml", "default")
     assert sorted(kube.applied) == [("ConfigMap", "default-config"), ("Deployment", "default"),
                                     ("Service", "default")]
-    assert isinstance(outcome.step, Retry) and outcome.step.reason == "waiting for a ready pod"
+    # No timer: the pods' own events start the next pass.
+    assert outcome.step is None
     assert model_status(kube)["state"] == "Pending"
     server_status = kube.servers[("ml", "default")]["status"]
+    ready = next(c for c in server_status["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"], ready["message"]) == (
+        "False", "PodsMissing", "0 of 2 pod(s) exist, 0 ready")
     assert server_status["desiredConfigHash"] == "" and server_status["readyReplicas"] == 0
     assert server_status["selector"] == ("app.kubernetes.io/instance=default,"
                                          "app.kubernetes.io/name=ovserve-server")
@@ -99,7 +103,7 @@ def test_ready_pods_reload_and_the_model_becomes_available(
     two_ready_pods(kube)
     reconciler.reconcile_server("ml", "default")
     deliver(kube, pods, A, B)
-    outcome = reconciler.reconcile_server("ml", "default", attempt=1)
+    outcome = reconciler.reconcile_server("ml", "default")
     assert outcome.step == Converged()
     st = model_status(kube)
     assert (st["state"], st["readyPods"], st["availableVersions"]) == ("Available", "2/2", "1")
@@ -115,7 +119,7 @@ def test_stale_pod_is_nudged_retried_and_converges(
     reconciler.reconcile_server("ml", "default")
     deliver(kube, pods, A)  # the kubelet is late for pod b
     kube.nudges.clear()
-    outcome = reconciler.reconcile_server("ml", "default", attempt=1)
+    outcome = reconciler.reconcile_server("ml", "default")
     assert isinstance(outcome.step, Retry)
     assert outcome.step.reason.startswith("waiting for pod(s) default-b to see config")
     annotations = kube.pods[("ml", "default-b")]["metadata"]["annotations"]
@@ -125,14 +129,14 @@ def test_stale_pod_is_nudged_retried_and_converges(
     assert [name for name, _ in kube.nudges] == ["default-b"]
 
     clock.now += 5
-    again = reconciler.reconcile_server("ml", "default", attempt=2)
+    again = reconciler.reconcile_server("ml", "default")
     assert isinstance(again, type(outcome)) and isinstance(again.step, Retry)
     annotations = kube.pods[("ml", "default-b")]["metadata"]["annotations"]
     assert annotations[NUDGE_AT] == first_nudge  # the first nudge time is kept...
     assert kube.nudges[-1][1][NUDGE_COUNT] != kube.nudges[-2][1][NUDGE_COUNT]  # ...re-touched
 
     deliver(kube, pods, B)
-    assert reconciler.reconcile_server("ml", "default", attempt=3).step == Converged()
+    assert reconciler.reconcile_server("ml", "default").step == Converged()
     assert model_status(kube)["state"] == "Available"
 
 
@@ -143,9 +147,9 @@ def test_a_pod_that_never_sees_the_config_is_given_up_on_and_reported(
     two_ready_pods(kube)
     reconciler.reconcile_server("ml", "default")
     deliver(kube, pods, A)
-    reconciler.reconcile_server("ml", "default", attempt=1)
+    reconciler.reconcile_server("ml", "default")
     clock.now += SETTINGS.reload_timeout + 1
-    outcome = reconciler.reconcile_server("ml", "default", attempt=9)
+    outcome = reconciler.reconcile_server("ml", "default")
     assert isinstance(outcome.step, GaveUp)
     st = model_status(kube)
     assert st["state"] == "Available" and st["readyPods"] == "1/2"
@@ -213,7 +217,8 @@ def test_invalid_server_leaves_models_pending(kube: FakeKube, reconciler: Reconc
     kube.add(model_body("add"))
     outcome = reconciler.reconcile_server("ml", "default")
     assert outcome.server_error and "exactly one of" in outcome.server_error
-    assert model_status(kube)["message"].startswith("InferenceServer 'default' is invalid:")
+    assert model_status(kube)["message"].startswith("InferenceServer 'default' spec is invalid:")
+    assert model_status(kube)["state"] == "Pending"  # no pod serves it
     assert kube.children == {}
     writes = len(kube.statuses)
     reconciler.reconcile_server("ml", "default")  # e.g. the refresh timer: nothing new
@@ -263,7 +268,7 @@ def test_rfc3339() -> None:
     assert rfc3339(0) == "1970-01-01T00:00:00Z"
 
 
-def test_deletion_does_not_wait_for_pods_to_start(kube: FakeKube,
-                                                  reconciler: Reconciler) -> None:
+def test_no_ready_pod_means_nothing_to_retry(kube: FakeKube, reconciler: Reconciler) -> None:
+    # A model's deletion does not wait for pods to start (nothing to unload).
     kube.add(server_body(replicas=2))
-    assert reconciler.reconcile_server("ml", "default", wait_for_pods=False).step is None
+    assert reconciler.reconcile_server("ml", "default").step is None

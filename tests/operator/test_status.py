@@ -47,6 +47,8 @@ def test_available_on_all_pods() -> None:
     assert out["versions"] == [{"version": 1, "state": "AVAILABLE", "availablePods": 3}]
     assert out["configHash"] == NEW and out["observedGeneration"] == 1
     assert conditions(out) == {"Ready": ("True", "Available"),
+                               "Reconciling": ("False", "Available"),
+                               "Stalled": ("False", "Available"),
                                "ConfigApplied": ("True", "Applied")}
 
 
@@ -127,9 +129,10 @@ def test_transition_time_moves_only_when_the_condition_flips() -> None:
     same = fold(pod("p1", v(1, "LOADING")), previous=first, now=LATER)
     flipped = fold(pod("p1", v(1, "AVAILABLE")), previous=same, now=LATER)
     times = {c["type"]: c["lastTransitionTime"] for c in same["conditions"]}
-    assert times == {"Ready": NOW, "ConfigApplied": NOW}
+    assert times == {"Ready": NOW, "Reconciling": NOW, "Stalled": NOW, "ConfigApplied": NOW}
     flipped_times = {c["type"]: c["lastTransitionTime"] for c in flipped["conditions"]}
-    assert flipped_times == {"Ready": LATER, "ConfigApplied": NOW}
+    assert flipped_times == {"Ready": LATER, "Reconciling": LATER, "Stalled": NOW,
+                             "ConfigApplied": NOW}
 
 
 def test_pending_and_invalid_statuses() -> None:
