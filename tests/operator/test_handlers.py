@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ovserve.operator.handlers import RunOptions, build_registry
+from ovserve.operator.handlers import RunOptions, build_registry, pod_fingerprint
 from ovserve.operator.reconcile import Settings
 
 
@@ -24,5 +24,20 @@ def test_registry_has_every_handler_and_no_global_state() -> None:
     # kopf always puts a finalizer on objects with a timer: InferenceServers carry one too
     # (docs/operator.md, the chart's pre-delete hook).
     assert timer.requires_finalizer is True
+    (pods,) = first._watching.get_all_handlers()
+    assert pods.id == "pods" and dict(pods.labels or {}) == {
+        "app.kubernetes.io/name": "ovserve-server"}
     activities = {h.id for h in first._activities.get_all_handlers()}
     assert {"login", "startup", "cleanup", "reconciler"} <= activities
+
+
+def test_pod_fingerprint_ignores_annotations_but_not_readiness() -> None:
+    pod = {"metadata": {"annotations": {"ovserve.io/config-nudge": "1"}},
+           "status": {"phase": "Running", "podIP": "10.0.0.1",
+                      "conditions": [{"type": "Ready", "status": "False"}]}}
+    before = pod_fingerprint(pod)
+    pod["metadata"]["annotations"]["ovserve.io/config-nudge"] = "2"
+    assert pod_fingerprint(pod) == before
+    pod["status"]["conditions"][0]["status"] = "True"
+    assert pod_fingerprint(pod) != before
+    assert pod_fingerprint(pod) == (True, "10.0.0.1", "Running", False)

@@ -13,11 +13,13 @@ from ovserve.operator.reconcile import (
     NUDGE_HASH,
     Reconciler,
     Settings,
+    holder_of,
     pod_target,
+    resolve_names,
     rfc3339,
 )
 from ovserve.operator.reload import Converged, GaveUp, Retry
-from ovserve.operator.resources import ServerSpec
+from ovserve.operator.resources import ModelSpec, ServerSpec
 
 A, B = "http://10.0.0.1:8081", "http://10.0.0.2:8081"
 SETTINGS = Settings(reload_timeout=60, retry_delay=1, max_retry_delay=8)
@@ -272,3 +274,115 @@ def test_no_ready_pod_means_nothing_to_retry(kube: FakeKube, reconciler: Reconci
     # A model's deletion does not wait for pods to start (nothing to unload).
     kube.add(server_body(replicas=2))
     assert reconciler.reconcile_server("ml", "default").step is None
+
+
+# ---------------------------------------------------------------- name clashes
+
+
+def spec(name: str, model_name: str, created: str) -> ModelSpec:
+    return ModelSpec.from_body(model_body(name, modelName=model_name, created=created))
+
+
+def test_resolve_names_holder_then_older_then_name() -> None:
+    day1, day2 = "2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z"
+    models = [spec("b", "same", day1), spec("a", "same", day1), spec("new", "other", day1),
+              spec("old", "other", day1), spec("x", "third", day2), spec("y", "third", day1)]
+    kept, rejected = resolve_names(models, {"other": "new"})
+    assert sorted(m.name for m in kept) == ["a", "new", "y"]
+    assert rejected["b"] == ("model name 'same' is already served by InferenceModel 'a' on "
+                             "server 'default'; choose another spec.modelName")
+    assert "InferenceModel 'new'" in rejected["old"]  # the holder keeps it, though not older
+    assert "InferenceModel 'y'" in rejected["x"]  # the older wins
+
+
+def test_the_serving_model_keeps_its_name_across_operator_restarts(
+        kube: FakeKube, pods: FakePods, clock: Clock) -> None:
+    kube.add(server_body())
+    kube.add(model_body("zeta", modelName="add", created="2026-01-01T00:00:00Z"))
+    Reconciler(kube, pods, SETTINGS, clock=clock).reconcile_server("ml", "default")
+    assert holder_of(kube.models[("ml", "zeta")]) == "add"
+    # Created in the same second, and its name sorts first: it still does not take the name.
+    kube.add(model_body("alpha", modelName="add", created="2026-01-01T00:00:00Z"))
+    for _restart in range(2):
+        outcome = Reconciler(kube, pods, SETTINGS, clock=clock).reconcile_server("ml",
+                                                                                 "default")
+        assert outcome.states["alpha"] == "Failed"
+        assert "InferenceModel 'zeta'" in model_status(kube, "alpha")["message"]
+        assert holder_of(kube.models[("ml", "alpha")]) is None
+
+
+# ---------------------------------------------------------------- READY during changes
+
+
+def test_pods_on_the_previous_config_count_for_models_whose_entry_is_unchanged(
+        kube: FakeKube, pods: FakePods, reconciler: Reconciler) -> None:
+    kube.add(server_body(replicas=2))
+    kube.add(model_body("add"))
+    two_ready_pods(kube)
+    reconciler.reconcile_server("ml", "default")
+    deliver(kube, pods, A, B)
+    reconciler.reconcile_server("ml", "default")
+    assert model_status(kube)["readyPods"] == "2/2"
+    first = kube.config_hash()
+    # Another model joins; the kubelet has not delivered the new config yet.
+    pods.body_for = lambda url, applied: dict(ovms_body({"add": [(1, "AVAILABLE", "OK", "OK")]}))
+    kube.add(model_body("other"))
+    outcome = reconciler.reconcile_server("ml", "default")
+    assert isinstance(outcome.step, Retry) and kube.config_hash() != first
+    st = model_status(kube)
+    assert (st["state"], st["readyPods"]) == ("Available", "2/2")
+    assert model_status(kube, "other")["state"] == "Pending"
+    # This model's own entry changes: now it waits for the pods.
+    kube.models[("ml", "add")]["spec"]["versionPolicy"] = {"all": {}}
+    reconciler.reconcile_server("ml", "default")
+    st = model_status(kube)
+    assert (st["state"], st["readyPods"]) == ("Loading", "0/2")
+
+
+def test_missing_pods_are_given_up_on_after_the_reload_timeout(
+        kube: FakeKube, reconciler: Reconciler, clock: Clock) -> None:
+    kube.add(server_body(replicas=2))
+    kube.add(model_body("add"))
+    assert reconciler.reconcile_server("ml", "default").step is None
+    clock.now += SETTINGS.reload_timeout + 1
+    outcome = reconciler.reconcile_server("ml", "default")
+    assert isinstance(outcome.step, GaveUp)
+    st = kube.servers[("ml", "default")]["status"]
+    stalled = next(c for c in st["conditions"] if c["type"] == "Stalled")
+    assert (stalled["status"], stalled["reason"]) == ("True", "TimedOut")
+    assert "gave up after 60 s: 0 of 2 pod(s) exist, 0 ready" in stalled["message"]
+    assert st["observedGeneration"] == 1
+    assert model_status(kube)["state"] == "Pending"
+
+
+def test_invalid_server_with_serving_pods_shows_what_they_serve(
+        kube: FakeKube, pods: FakePods, reconciler: Reconciler) -> None:
+    kube.add(server_body(replicas=2))
+    kube.add(model_body("add"))
+    two_ready_pods(kube)
+    reconciler.reconcile_server("ml", "default")
+    deliver(kube, pods, A, B)
+    reconciler.reconcile_server("ml", "default")
+    kube.servers[("ml", "default")]["spec"]["replicas"] = -1
+    pods.calls.clear()
+    outcome = reconciler.reconcile_server("ml", "default")
+    assert outcome.server_error
+    st = model_status(kube)
+    assert (st["state"], st["readyPods"], st["availableVersions"]) == ("Available", "2/2", "1")
+    assert st["message"].startswith("InferenceServer 'default' spec is invalid: spec.replicas")
+    assert st["configHash"] == kube.config_hash()  # still holds its name
+    assert {method for method, _ in pods.calls} == {"GET"}  # read-only: no reload
+    server = kube.servers[("ml", "default")]["status"]
+    assert server["message"].startswith("invalid spec: spec.replicas")
+
+
+def test_unreachable_pod_is_not_nudged(kube: FakeKube, pods: FakePods,
+                                       reconciler: Reconciler) -> None:
+    kube.add(server_body(replicas=2))
+    kube.add(model_body("add"))
+    two_ready_pods(kube)
+    pods.down.add(B)
+    reconciler.reconcile_server("ml", "default")
+    assert [name for name, _ in kube.nudges] == ["default-a"]
+    assert ("POST", B) not in pods.calls
+    assert "pod default-b (http://10.0.0.2:8081) unreachable" in model_status(kube)["message"]
