@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from ovserve.operator.handlers import RunOptions, build_registry, pod_fingerprint
 from ovserve.operator.reconcile import Settings
 
@@ -32,7 +34,7 @@ def test_registry_has_every_handler_and_no_global_state() -> None:
 
 
 def test_pod_fingerprint_ignores_annotations_but_not_readiness() -> None:
-    pod = {"metadata": {"annotations": {"ovserve.io/config-nudge": "1"}},
+    pod: dict[str, Any] = {"metadata": {"annotations": {"ovserve.io/config-nudge": "1"}},
            "status": {"phase": "Running", "podIP": "10.0.0.1",
                       "conditions": [{"type": "Ready", "status": "False"}]}}
     before = pod_fingerprint(pod)

@@ -280,7 +280,7 @@ class Reconciler:
     def _ready_pods(self, namespace: str, selector: Mapping[str, str]
                     ) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
         """(existing non-terminating pods of the selector, the ready ones among them)."""
-        pods = [
+        pods: list[Mapping[str, Any]] = [
             p for p in self.api.list_pods(namespace, selector)
             if all((_meta(p).get("labels") or {}).get(k) == v for k, v in selector.items())
             and not _meta(p).get("deletionTimestamp")
