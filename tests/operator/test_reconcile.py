@@ -8,12 +8,16 @@ import pytest
 from operator_fakes import FakeKube, FakePods, model_body, ovms_body, pod_body, server_body
 
 from ovserve.operator.reconcile import (
+    ENTRIES_ANNOTATION,
+    ENTRIES_MAX_BYTES,
     NUDGE_AT,
     NUDGE_COUNT,
     NUDGE_HASH,
     Reconciler,
     Settings,
+    dump_entries,
     holder_of,
+    load_entries,
     pod_target,
     resolve_names,
     rfc3339,
@@ -386,3 +390,32 @@ def test_unreachable_pod_is_not_nudged(kube: FakeKube, pods: FakePods,
     assert [name for name, _ in kube.nudges] == ["default-a"]
     assert ("POST", B) not in pods.calls
     assert "pod default-b (http://10.0.0.2:8081) unreachable" in model_status(kube)["message"]
+
+
+def test_a_restarted_operator_reads_the_rendered_entries_back_from_the_config_map(
+        kube: FakeKube, pods: FakePods, clock: Clock) -> None:
+    first = Reconciler(kube, pods, SETTINGS, clock=clock)
+    kube.add(server_body(replicas=2))
+    kube.add(model_body("add"))
+    two_ready_pods(kube)
+    first.reconcile_server("ml", "default")
+    deliver(kube, pods, A, B)
+    first.reconcile_server("ml", "default")
+    pods.body_for = lambda url, applied: dict(ovms_body({"add": [(1, "AVAILABLE", "OK", "OK")]}))
+    kube.add(model_body("other"))
+    first.reconcile_server("ml", "default")  # the pods never get this config
+    restarted = Reconciler(kube, pods, SETTINGS, clock=clock)
+    restarted.reconcile_server("ml", "default")
+    st = model_status(kube)
+    assert (st["state"], st["readyPods"]) == ("Available", "2/2")
+    cm = kube.children[("ConfigMap", "ml", "default-config")]
+    assert len(load_entries(cm)) == 2
+
+
+def test_the_entries_annotation_is_bounded() -> None:
+    history = {f"{i:064d}": {f"model-{j}": "0" * 16 for j in range(200)} for i in range(16)}
+    text = dump_entries(history)
+    assert len(text) <= ENTRIES_MAX_BYTES
+    kept = load_entries({"metadata": {"annotations": {ENTRIES_ANNOTATION: text}}})
+    assert 1 <= len(kept) < 16 and list(kept)[-1] == f"{15:064d}"  # the newest stays
+    assert load_entries({"metadata": {"annotations": {ENTRIES_ANNOTATION: "not json"}}}) == {}

@@ -24,9 +24,11 @@ and :mod:`ovserve.operator.scheduler` runs at most one pass per server at a time
 
 The reconciler keeps two small bounded memories per server: the per-model config entries of
 the last :data:`ENTRY_HISTORY` configs it rendered (so a pod still on an older config counts for
-every model whose entry did not change, see :mod:`ovserve.operator.status`), and when the
-current desired state was first seen unconverged (the clock for ``--reload-timeout``, and the
-retry count for the back-off). Both restart empty with the operator.
+every model whose entry did not change, see :mod:`ovserve.operator.status`), kept in memory and
+in the ConfigMap's ``ovserve.io/model-entries`` annotation (at most :data:`ENTRIES_MAX_BYTES`),
+which a restarted operator reads back once per server; and when the current desired state was
+first seen unconverged (the clock for ``--reload-timeout``, and the retry count for the
+back-off), which restarts empty with the operator.
 """
 
 from __future__ import annotations
@@ -72,6 +74,8 @@ NUDGE_HASH = "ovserve.io/config-hash"
 NUDGE_AT = "ovserve.io/config-nudged-at"
 NUDGE_COUNT = "ovserve.io/config-nudge"
 ENTRY_HISTORY = 16  # rendered configs remembered per server (their per-model entries)
+ENTRIES_ANNOTATION = "ovserve.io/model-entries"  # that memory, on the ConfigMap (restarts)
+ENTRIES_MAX_BYTES = 64 * 1024  # the annotation's size limit; oldest configs are dropped first
 
 
 @dataclass(frozen=True)
@@ -124,9 +128,40 @@ def holder_of(body: Mapping[str, Any]) -> str | None:
 
 
 def entry_digest(model: ModelSpec, server: ServerSpec) -> str:
-    """A digest of the model's config.json entry (what a pod loads for it)."""
+    """A digest of the model's config.json entry (what a pod loads for it); 16 hex digits."""
     entry = json.dumps(model.config_entry(server.mount_path), sort_keys=True)
-    return hashlib.sha256(entry.encode()).hexdigest()
+    return hashlib.sha256(entry.encode()).hexdigest()[:16]
+
+
+def load_entries(config_map: Mapping[str, Any] | None) -> OrderedDict[str, dict[str, str]]:
+    """The per-config model entries a ConfigMap's annotation carries (empty if unreadable)."""
+    out: OrderedDict[str, dict[str, str]] = OrderedDict()
+    raw = ((_meta(config_map or {}).get("annotations") or {}).get(ENTRIES_ANNOTATION))
+    try:
+        doc = json.loads(raw) if isinstance(raw, str) else None
+    except ValueError:
+        return out
+    if not isinstance(doc, list):
+        return out
+    for item in doc[-ENTRY_HISTORY:]:
+        if (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)
+                and isinstance(item[1], dict)):
+            out[item[0]] = {str(k): str(v) for k, v in item[1].items()}
+    return out
+
+
+def dump_entries(history: Mapping[str, Mapping[str, str]]) -> str:
+    """The annotation's value: ``[[config hash, {model: digest}], …]``, oldest first.
+
+    Oldest configs are left out until it fits :data:`ENTRIES_MAX_BYTES`; the newest always
+    stays.
+    """
+    items = [[digest, dict(entries)] for digest, entries in history.items()]
+    text = json.dumps(items, sort_keys=True, separators=(",", ":"))
+    while len(text) > ENTRIES_MAX_BYTES and len(items) > 1:
+        items.pop(0)
+        text = json.dumps(items, sort_keys=True, separators=(",", ":"))
+    return text
 
 
 @dataclass
@@ -350,10 +385,18 @@ class Reconciler:
         kept, rejected = resolve_names(models, holders)
         rendered = render.render_server(server, kept)
         rejected = {**rendered.rejected, **rejected}
-        self.api.apply(rendered.config_map)
+        if key not in self._entries:  # first pass since the operator started: read it back
+            self._entries[key] = load_entries(self.api.get_config_map(
+                namespace, render.config_map_name(name)))
+        history = self._remember(key, server, rendered)
+        config_map = dict(rendered.config_map)
+        meta = dict(config_map["metadata"])
+        meta["annotations"] = {**(meta.get("annotations") or {}),
+                               ENTRIES_ANNOTATION: dump_entries(history)}
+        config_map["metadata"] = meta
+        self.api.apply(config_map)
         self.api.apply(rendered.deployment)
         self.api.apply(rendered.service)
-        history = self._remember(key, server, rendered)
 
         selector = render.selector_labels(server)
         pods, ready = self._ready_pods(namespace, selector)
