@@ -572,8 +572,9 @@ def test_available_within_seconds_of_pods_ready_and_edits_apply_at_once(
     took = time.monotonic() - edited
     print(f"edit -> Available with the new versions: {took:.2f} s")
     # Includes the kubelet's copy (polled every 0.15 s here), the reload and loading version 1
-    # on both pods; measured 1.6-3.7 s on a shared 2-core machine.
-    assert took < 6.0
+    # on both pods; measured 1.6-3.7 s, and 6.6 s once under heavy load, on a shared 2-core
+    # machine (the refresh timer alone would take 30 s).
+    assert took < 10.0
     assert set(states[:-1]) <= {"InProgress"} and states[-1] == "Current"
     assert states[0] == "InProgress"  # observedGeneration 1 != generation 2 at once
     assert body["status"]["observedGeneration"] == body["metadata"]["generation"] == 2

@@ -144,10 +144,10 @@ def build_registry(options: RunOptions,
                                       metrics=metrics)
 
     @kopf.on.cleanup(id="cleanup", registry=registry)
-    def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    async def cleanup(memo: kopf.Memo, **_: Any) -> None:
         scheduler = memo.get("scheduler")
         if isinstance(scheduler, Scheduler):
-            scheduler.close()
+            scheduler.close()  # on the event loop: it cancels the scheduler's tasks and timers
         reconciler = memo.get("reconciler")
         close = getattr(getattr(reconciler, "api", None), "close", None)
         if callable(close):
