@@ -43,3 +43,21 @@ def test_pod_fingerprint_ignores_annotations_but_not_readiness() -> None:
     pod["status"]["conditions"][0]["status"] = "True"
     assert pod_fingerprint(pod) != before
     assert pod_fingerprint(pod) == (True, "10.0.0.1", "Running", False)
+
+
+def test_startup_filters_pods_on_the_api_server_and_builds_the_scheduler() -> None:
+    import kopf
+    from operator_fakes import FakeKube, FakePods
+
+    from ovserve.operator.reconcile import Reconciler
+    from ovserve.operator.scheduler import Scheduler
+
+    registry = build_registry(RunOptions(namespaces=("ml",)),
+                              lambda: Reconciler(FakeKube(), FakePods()))
+    (startup,) = [h for h in registry._activities.get_all_handlers() if h.id == "startup"]
+    settings, memo = kopf.OperatorSettings(), kopf.Memo()
+    startup.fn(settings=settings, memo=memo)
+    assert settings.watching.label_selectors["v1", "pods"] == (
+        "app.kubernetes.io/name=ovserve-server")
+    assert isinstance(memo["scheduler"], Scheduler)
+    memo["scheduler"].close()

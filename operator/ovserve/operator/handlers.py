@@ -136,6 +136,10 @@ def build_registry(options: RunOptions,
         settings.scanning.disabled = True
         settings.watching.server_timeout = 300
         settings.watching.client_timeout = 330
+        # Server-side filtering: the API server streams only the ovserve server pods, not every
+        # pod of the watched namespaces (the handler's own label filter stays as a guard).
+        settings.watching.label_selectors["v1", "pods"] = ",".join(
+            f"{k}={v}" for k, v in sorted(POD_LABELS.items()))
         reconciler = factory()
         memo["reconciler"] = reconciler
         memo["scheduler"] = Scheduler(reconciler.reconcile_server,
