@@ -61,3 +61,34 @@ def test_startup_filters_pods_on_the_api_server_and_builds_the_scheduler() -> No
         "app.kubernetes.io/name=ovserve-server")
     assert isinstance(memo["scheduler"], Scheduler)
     memo["scheduler"].close()
+
+
+async def test_pod_events_kick_only_on_changes_that_matter_and_forget_deleted_pods() -> None:
+    from ovserve.operator.scheduler import Key, Scheduler
+
+    class Kicks(Scheduler):
+        def __init__(self) -> None:
+            super().__init__(lambda ns, name: None)  # type: ignore[arg-type,return-value]
+            self.kicked: list[Key] = []
+
+        def kick(self, key: Key, why: str = "") -> None:
+            self.kicked.append(key)
+
+    registry = build_registry(RunOptions(namespaces=("ml",)))
+    (handler,) = registry._watching.get_all_handlers()
+    scheduler = Kicks()
+    memo = {"scheduler": scheduler}
+    pod: dict[str, Any] = {
+        "metadata": {"namespace": "ml", "name": "p", "annotations": {},
+                     "labels": {"app.kubernetes.io/name": "ovserve-server",
+                                "app.kubernetes.io/instance": "gpu"}},
+        "status": {"phase": "Running", "podIP": "10.0.0.1",
+                   "conditions": [{"type": "Ready", "status": "True"}]}}
+    await handler.fn(event={"type": None}, body=pod, memo=memo)
+    pod["metadata"]["annotations"]["ovserve.io/config-nudge"] = "1"  # our own nudge
+    await handler.fn(event={"type": "MODIFIED"}, body=pod, memo=memo)
+    assert scheduler.kicked == [("ml", "gpu")]
+    await handler.fn(event={"type": "DELETED"}, body=pod, memo=memo)
+    await handler.fn(event={"type": "ADDED"}, body=pod, memo=memo)  # same name, a new pod
+    assert scheduler.kicked == [("ml", "gpu")] * 3
+    scheduler.close()

@@ -10,6 +10,7 @@ from operator_fakes import FakeKube, FakePods, model_body, ovms_body, pod_body, 
 from ovserve.operator.reconcile import (
     ENTRIES_ANNOTATION,
     ENTRIES_MAX_BYTES,
+    ENTRY_HISTORY,
     NUDGE_AT,
     NUDGE_COUNT,
     NUDGE_HASH,
@@ -419,3 +420,13 @@ def test_the_entries_annotation_is_bounded() -> None:
     kept = load_entries({"metadata": {"annotations": {ENTRIES_ANNOTATION: text}}})
     assert 1 <= len(kept) < 16 and list(kept)[-1] == f"{15:064d}"  # the newest stays
     assert load_entries({"metadata": {"annotations": {ENTRIES_ANNOTATION: "not json"}}}) == {}
+
+
+def test_the_in_memory_entry_history_is_bounded(kube: FakeKube, reconciler: Reconciler) -> None:
+    kube.add(server_body())
+    body = kube.add(model_body("add"))
+    for number in range(ENTRY_HISTORY + 4):
+        body["spec"]["nireq"] = number + 1  # a new config each pass
+        reconciler.reconcile_server("ml", "default")
+    assert len(reconciler._entries[("ml", "default")]) == ENTRY_HISTORY
+    assert len(load_entries(kube.children[("ConfigMap", "ml", "default-config")])) == ENTRY_HISTORY
