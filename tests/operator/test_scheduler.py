@@ -50,10 +50,6 @@ class Passes:
                 self.running[key] -= 1
 
 
-async def settle(scheduler: Scheduler, seconds: float = 0.3) -> None:
-    await asyncio.sleep(seconds)
-
-
 class Recorder:
     def __init__(self) -> None:
         self.results: list[str] = []
@@ -70,7 +66,7 @@ async def test_kicks_during_a_pass_coalesce_into_one_more_pass() -> None:
     await asyncio.sleep(0.05)  # the first pass is running now
     for why in ("model resumed", "server resumed", "pod ready", "timer"):
         scheduler.kick(key, why)
-    await settle(scheduler, 0.7)
+    await asyncio.sleep(0.7)
     assert passes.runs == [key, key]  # not five, and not three racing ones
     assert passes.most[key] == 1
     assert not scheduler.pending(key)
@@ -82,7 +78,7 @@ async def test_different_servers_run_in_parallel_up_to_the_bound() -> None:
     scheduler = Scheduler(passes, max_parallel=2)
     for name in ("a", "b", "c"):
         scheduler.kick(("ml", name))
-    await settle(scheduler, 0.7)
+    await asyncio.sleep(0.7)
     assert sorted(passes.runs) == [("ml", "a"), ("ml", "b"), ("ml", "c")]
     assert passes.most_overall == 2
     scheduler.close()
