@@ -20,7 +20,7 @@ EXPECTED = {
     ("", "configmaps"): {"get", "create", "patch"},
     ("", "services"): {"get", "create", "patch"},
     ("apps", "deployments"): {"get", "create", "patch"},
-    ("", "pods"): {"list", "patch"},
+    ("", "pods"): {"list", "watch", "patch"},  # watch: pod readiness starts a pass
 }
 
 

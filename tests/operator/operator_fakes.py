@@ -79,6 +79,10 @@ class FakeKube:
     def list_models(self, namespace: str) -> list[dict[str, Any]]:
         return [copy.deepcopy(m) for (ns, _), m in self.models.items() if ns == namespace]
 
+    def get_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
+        found = self.children.get(("ConfigMap", namespace, name))
+        return copy.deepcopy(found) if found else None
+
     def list_pods(self, namespace: str, selector: Mapping[str, str]) -> list[dict[str, Any]]:
         return [copy.deepcopy(p) for (ns, _), p in self.pods.items() if ns == namespace]
 

@@ -44,6 +44,9 @@ def test_all_namespaces() -> None:
     (["-n", "a", "-A"], "not allowed with argument"),
     (["-n", "a", "--reload-timeout", "0"], "--reload-timeout must be positive"),
     (["-n", "a", "--liveness-port", "70000"], "--liveness-port must be 0..65535"),
+    (["-n", "a", "--metrics-port", "-1"], "--metrics-port must be 0..65535"),
+    (["-n", "a", "--log-format", "xml"], "invalid choice: 'xml'"),
+    (["-n", "a", "--connect-timeout", "0"], "--connect-timeout must be positive"),
 ])
 def test_usage_errors(argv: list[str], message: str, monkeypatch: pytest.MonkeyPatch,
                       capsys: pytest.CaptureFixture[str]) -> None:
@@ -58,3 +61,11 @@ def test_console_script_help() -> None:
     out = subprocess.run([str(BIN / "ovserve-operator"), "--help"], capture_output=True,
                          text=True, timeout=60, check=True)
     assert "--all-namespaces" in out.stdout and "--reload-timeout" in out.stdout
+
+
+def test_log_format_metrics_and_connect_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    args, _ = parse_options(["-n", "a"])
+    assert (args.log_format, args.metrics_port, args.connect_timeout) == ("text", 0, 5.0)
+    monkeypatch.setenv("LOG_FORMAT", "JSON")
+    args, _ = parse_options(["-n", "a", "--metrics-port", "8081", "--connect-timeout", "2"])
+    assert (args.log_format, args.metrics_port, args.connect_timeout) == ("json", 8081, 2.0)

@@ -8,16 +8,23 @@ import pytest
 from operator_fakes import FakeKube, FakePods, model_body, ovms_body, pod_body, server_body
 
 from ovserve.operator.reconcile import (
+    ENTRIES_ANNOTATION,
+    ENTRIES_MAX_BYTES,
+    ENTRY_HISTORY,
     NUDGE_AT,
     NUDGE_COUNT,
     NUDGE_HASH,
     Reconciler,
     Settings,
+    dump_entries,
+    holder_of,
+    load_entries,
     pod_target,
+    resolve_names,
     rfc3339,
 )
 from ovserve.operator.reload import Converged, GaveUp, Retry
-from ovserve.operator.resources import ServerSpec
+from ovserve.operator.resources import ModelSpec, ServerSpec
 
 A, B = "http://10.0.0.1:8081", "http://10.0.0.2:8081"
 SETTINGS = Settings(reload_timeout=60, retry_delay=1, max_retry_delay=8)
@@ -79,9 +86,13 @@ def test_first_pass_creates_children_and_waits_for_pods(kube: FakeKube,
     outcome = reconciler.reconcile_server("ml", "default")
     assert sorted(kube.applied) == [("ConfigMap", "default-config"), ("Deployment", "default"),
                                     ("Service", "default")]
-    assert isinstance(outcome.step, Retry) and outcome.step.reason == "waiting for a ready pod"
+    # No timer: the pods' own events start the next pass.
+    assert outcome.step is None
     assert model_status(kube)["state"] == "Pending"
     server_status = kube.servers[("ml", "default")]["status"]
+    ready = next(c for c in server_status["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"], ready["message"]) == (
+        "False", "PodsMissing", "0 of 2 pod(s) exist, 0 ready")
     assert server_status["desiredConfigHash"] == "" and server_status["readyReplicas"] == 0
     assert server_status["selector"] == ("app.kubernetes.io/instance=default,"
                                          "app.kubernetes.io/name=ovserve-server")
@@ -99,7 +110,7 @@ def test_ready_pods_reload_and_the_model_becomes_available(
     two_ready_pods(kube)
     reconciler.reconcile_server("ml", "default")
     deliver(kube, pods, A, B)
-    outcome = reconciler.reconcile_server("ml", "default", attempt=1)
+    outcome = reconciler.reconcile_server("ml", "default")
     assert outcome.step == Converged()
     st = model_status(kube)
     assert (st["state"], st["readyPods"], st["availableVersions"]) == ("Available", "2/2", "1")
@@ -115,7 +126,7 @@ def test_stale_pod_is_nudged_retried_and_converges(
     reconciler.reconcile_server("ml", "default")
     deliver(kube, pods, A)  # the kubelet is late for pod b
     kube.nudges.clear()
-    outcome = reconciler.reconcile_server("ml", "default", attempt=1)
+    outcome = reconciler.reconcile_server("ml", "default")
     assert isinstance(outcome.step, Retry)
     assert outcome.step.reason.startswith("waiting for pod(s) default-b to see config")
     annotations = kube.pods[("ml", "default-b")]["metadata"]["annotations"]
@@ -125,14 +136,14 @@ def test_stale_pod_is_nudged_retried_and_converges(
     assert [name for name, _ in kube.nudges] == ["default-b"]
 
     clock.now += 5
-    again = reconciler.reconcile_server("ml", "default", attempt=2)
+    again = reconciler.reconcile_server("ml", "default")
     assert isinstance(again, type(outcome)) and isinstance(again.step, Retry)
     annotations = kube.pods[("ml", "default-b")]["metadata"]["annotations"]
     assert annotations[NUDGE_AT] == first_nudge  # the first nudge time is kept...
     assert kube.nudges[-1][1][NUDGE_COUNT] != kube.nudges[-2][1][NUDGE_COUNT]  # ...re-touched
 
     deliver(kube, pods, B)
-    assert reconciler.reconcile_server("ml", "default", attempt=3).step == Converged()
+    assert reconciler.reconcile_server("ml", "default").step == Converged()
     assert model_status(kube)["state"] == "Available"
 
 
@@ -143,9 +154,9 @@ def test_a_pod_that_never_sees_the_config_is_given_up_on_and_reported(
     two_ready_pods(kube)
     reconciler.reconcile_server("ml", "default")
     deliver(kube, pods, A)
-    reconciler.reconcile_server("ml", "default", attempt=1)
+    reconciler.reconcile_server("ml", "default")
     clock.now += SETTINGS.reload_timeout + 1
-    outcome = reconciler.reconcile_server("ml", "default", attempt=9)
+    outcome = reconciler.reconcile_server("ml", "default")
     assert isinstance(outcome.step, GaveUp)
     st = model_status(kube)
     assert st["state"] == "Available" and st["readyPods"] == "1/2"
@@ -213,7 +224,8 @@ def test_invalid_server_leaves_models_pending(kube: FakeKube, reconciler: Reconc
     kube.add(model_body("add"))
     outcome = reconciler.reconcile_server("ml", "default")
     assert outcome.server_error and "exactly one of" in outcome.server_error
-    assert model_status(kube)["message"].startswith("InferenceServer 'default' is invalid:")
+    assert model_status(kube)["message"].startswith("InferenceServer 'default' spec is invalid:")
+    assert model_status(kube)["state"] == "Pending"  # no pod serves it
     assert kube.children == {}
     writes = len(kube.statuses)
     reconciler.reconcile_server("ml", "default")  # e.g. the refresh timer: nothing new
@@ -263,7 +275,158 @@ def test_rfc3339() -> None:
     assert rfc3339(0) == "1970-01-01T00:00:00Z"
 
 
-def test_deletion_does_not_wait_for_pods_to_start(kube: FakeKube,
-                                                  reconciler: Reconciler) -> None:
+def test_no_ready_pod_means_nothing_to_retry(kube: FakeKube, reconciler: Reconciler) -> None:
+    # A model's deletion does not wait for pods to start (nothing to unload).
     kube.add(server_body(replicas=2))
-    assert reconciler.reconcile_server("ml", "default", wait_for_pods=False).step is None
+    assert reconciler.reconcile_server("ml", "default").step is None
+
+
+# ---------------------------------------------------------------- name clashes
+
+
+def spec(name: str, model_name: str, created: str) -> ModelSpec:
+    return ModelSpec.from_body(model_body(name, modelName=model_name, created=created))
+
+
+def test_resolve_names_holder_then_older_then_name() -> None:
+    day1, day2 = "2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z"
+    models = [spec("b", "same", day1), spec("a", "same", day1), spec("new", "other", day1),
+              spec("old", "other", day1), spec("x", "third", day2), spec("y", "third", day1)]
+    kept, rejected = resolve_names(models, {"other": "new"})
+    assert sorted(m.name for m in kept) == ["a", "new", "y"]
+    assert rejected["b"] == ("model name 'same' is already served by InferenceModel 'a' on "
+                             "server 'default'; choose another spec.modelName")
+    assert "InferenceModel 'new'" in rejected["old"]  # the holder keeps it, though not older
+    assert "InferenceModel 'y'" in rejected["x"]  # the older wins
+
+
+def test_the_serving_model_keeps_its_name_across_operator_restarts(
+        kube: FakeKube, pods: FakePods, clock: Clock) -> None:
+    kube.add(server_body())
+    kube.add(model_body("zeta", modelName="add", created="2026-01-01T00:00:00Z"))
+    Reconciler(kube, pods, SETTINGS, clock=clock).reconcile_server("ml", "default")
+    assert holder_of(kube.models[("ml", "zeta")]) == "add"
+    # Created in the same second, and its name sorts first: it still does not take the name.
+    kube.add(model_body("alpha", modelName="add", created="2026-01-01T00:00:00Z"))
+    for _restart in range(2):
+        outcome = Reconciler(kube, pods, SETTINGS, clock=clock).reconcile_server("ml",
+                                                                                 "default")
+        assert outcome.states["alpha"] == "Failed"
+        assert "InferenceModel 'zeta'" in model_status(kube, "alpha")["message"]
+        assert holder_of(kube.models[("ml", "alpha")]) is None
+
+
+# ---------------------------------------------------------------- READY during changes
+
+
+def test_pods_on_the_previous_config_count_for_models_whose_entry_is_unchanged(
+        kube: FakeKube, pods: FakePods, reconciler: Reconciler) -> None:
+    kube.add(server_body(replicas=2))
+    kube.add(model_body("add"))
+    two_ready_pods(kube)
+    reconciler.reconcile_server("ml", "default")
+    deliver(kube, pods, A, B)
+    reconciler.reconcile_server("ml", "default")
+    assert model_status(kube)["readyPods"] == "2/2"
+    first = kube.config_hash()
+    # Another model joins; the kubelet has not delivered the new config yet.
+    pods.body_for = lambda url, applied: dict(ovms_body({"add": [(1, "AVAILABLE", "OK", "OK")]}))
+    kube.add(model_body("other"))
+    outcome = reconciler.reconcile_server("ml", "default")
+    assert isinstance(outcome.step, Retry) and kube.config_hash() != first
+    st = model_status(kube)
+    assert (st["state"], st["readyPods"]) == ("Available", "2/2")
+    assert model_status(kube, "other")["state"] == "Pending"
+    # This model's own entry changes: now it waits for the pods.
+    kube.models[("ml", "add")]["spec"]["versionPolicy"] = {"all": {}}
+    reconciler.reconcile_server("ml", "default")
+    st = model_status(kube)
+    assert (st["state"], st["readyPods"]) == ("Loading", "0/2")
+
+
+def test_missing_pods_are_given_up_on_after_the_reload_timeout(
+        kube: FakeKube, reconciler: Reconciler, clock: Clock) -> None:
+    kube.add(server_body(replicas=2))
+    kube.add(model_body("add"))
+    assert reconciler.reconcile_server("ml", "default").step is None
+    clock.now += SETTINGS.reload_timeout + 1
+    outcome = reconciler.reconcile_server("ml", "default")
+    assert isinstance(outcome.step, GaveUp)
+    st = kube.servers[("ml", "default")]["status"]
+    stalled = next(c for c in st["conditions"] if c["type"] == "Stalled")
+    assert (stalled["status"], stalled["reason"]) == ("True", "TimedOut")
+    assert "gave up after 60 s: 0 of 2 pod(s) exist, 0 ready" in stalled["message"]
+    assert st["observedGeneration"] == 1
+    assert model_status(kube)["state"] == "Pending"
+
+
+def test_invalid_server_with_serving_pods_shows_what_they_serve(
+        kube: FakeKube, pods: FakePods, reconciler: Reconciler) -> None:
+    kube.add(server_body(replicas=2))
+    kube.add(model_body("add"))
+    two_ready_pods(kube)
+    reconciler.reconcile_server("ml", "default")
+    deliver(kube, pods, A, B)
+    reconciler.reconcile_server("ml", "default")
+    kube.servers[("ml", "default")]["spec"]["replicas"] = -1
+    pods.calls.clear()
+    outcome = reconciler.reconcile_server("ml", "default")
+    assert outcome.server_error
+    st = model_status(kube)
+    assert (st["state"], st["readyPods"], st["availableVersions"]) == ("Available", "2/2", "1")
+    assert st["message"].startswith("InferenceServer 'default' spec is invalid: spec.replicas")
+    assert st["configHash"] == kube.config_hash()  # still holds its name
+    assert {method for method, _ in pods.calls} == {"GET"}  # read-only: no reload
+    server = kube.servers[("ml", "default")]["status"]
+    assert server["message"].startswith("invalid spec: spec.replicas")
+
+
+def test_unreachable_pod_is_not_nudged(kube: FakeKube, pods: FakePods,
+                                       reconciler: Reconciler) -> None:
+    kube.add(server_body(replicas=2))
+    kube.add(model_body("add"))
+    two_ready_pods(kube)
+    pods.down.add(B)
+    reconciler.reconcile_server("ml", "default")
+    assert [name for name, _ in kube.nudges] == ["default-a"]
+    assert ("POST", B) not in pods.calls
+    assert "pod default-b (http://10.0.0.2:8081) unreachable" in model_status(kube)["message"]
+
+
+def test_a_restarted_operator_reads_the_rendered_entries_back_from_the_config_map(
+        kube: FakeKube, pods: FakePods, clock: Clock) -> None:
+    first = Reconciler(kube, pods, SETTINGS, clock=clock)
+    kube.add(server_body(replicas=2))
+    kube.add(model_body("add"))
+    two_ready_pods(kube)
+    first.reconcile_server("ml", "default")
+    deliver(kube, pods, A, B)
+    first.reconcile_server("ml", "default")
+    pods.body_for = lambda url, applied: dict(ovms_body({"add": [(1, "AVAILABLE", "OK", "OK")]}))
+    kube.add(model_body("other"))
+    first.reconcile_server("ml", "default")  # the pods never get this config
+    restarted = Reconciler(kube, pods, SETTINGS, clock=clock)
+    restarted.reconcile_server("ml", "default")
+    st = model_status(kube)
+    assert (st["state"], st["readyPods"]) == ("Available", "2/2")
+    cm = kube.children[("ConfigMap", "ml", "default-config")]
+    assert len(load_entries(cm)) == 2
+
+
+def test_the_entries_annotation_is_bounded() -> None:
+    history = {f"{i:064d}": {f"model-{j}": "0" * 16 for j in range(200)} for i in range(16)}
+    text = dump_entries(history)
+    assert len(text) <= ENTRIES_MAX_BYTES
+    kept = load_entries({"metadata": {"annotations": {ENTRIES_ANNOTATION: text}}})
+    assert 1 <= len(kept) < 16 and list(kept)[-1] == f"{15:064d}"  # the newest stays
+    assert load_entries({"metadata": {"annotations": {ENTRIES_ANNOTATION: "not json"}}}) == {}
+
+
+def test_the_in_memory_entry_history_is_bounded(kube: FakeKube, reconciler: Reconciler) -> None:
+    kube.add(server_body())
+    body = kube.add(model_body("add"))
+    for number in range(ENTRY_HISTORY + 4):
+        body["spec"]["nireq"] = number + 1  # a new config each pass
+        reconciler.reconcile_server("ml", "default")
+    assert len(reconciler._entries[("ml", "default")]) == ENTRY_HISTORY
+    assert len(load_entries(kube.children[("ConfigMap", "ml", "default-config")])) == ENTRY_HISTORY

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import http.server
 import json
+import socket
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -177,3 +179,34 @@ def test_http_client_reads_hash_header_body_and_errors(tiny_server: str) -> None
 def test_http_client_reports_unreachable_pod() -> None:
     reply = HttpPodClient(timeout=2).get_config("http://127.0.0.1:9")
     assert reply.status == 0 and reply.error
+
+
+def test_a_pod_without_an_http_answer_is_not_sent_a_reload(pods: FakePods) -> None:
+    pods.down.add(A)
+    report = check_pod(PodTarget("a", A), NEW, pods)
+    assert pods.calls == [("GET", A)]
+    assert report.url == A and report.config_hash is None and report.error
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_http_client_names_the_url_of_a_refused_connection() -> None:
+    port = free_port()
+    reply = HttpPodClient(timeout=2, connect_timeout=1).get_config(f"http://127.0.0.1:{port}")
+    assert reply.status == 0
+    assert reply.error == f"cannot connect to http://127.0.0.1:{port}: Connection refused"
+
+
+def test_http_client_reports_a_pod_that_accepts_but_never_answers() -> None:
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        started = time.monotonic()
+        reply = HttpPodClient(timeout=0.5, connect_timeout=0.5).get_config(url)
+        assert time.monotonic() - started < 5
+    assert reply.status == 0 and reply.error == f"GET {url}/v1/config: timed out"

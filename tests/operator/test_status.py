@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from kstatus import kstatus
 from operator_fakes import model_body, server_body
 
 from ovserve.operator import status
@@ -47,6 +48,8 @@ def test_available_on_all_pods() -> None:
     assert out["versions"] == [{"version": 1, "state": "AVAILABLE", "availablePods": 3}]
     assert out["configHash"] == NEW and out["observedGeneration"] == 1
     assert conditions(out) == {"Ready": ("True", "Available"),
+                               "Reconciling": ("False", "Available"),
+                               "Stalled": ("False", "Available"),
                                "ConfigApplied": ("True", "Applied")}
 
 
@@ -127,9 +130,10 @@ def test_transition_time_moves_only_when_the_condition_flips() -> None:
     same = fold(pod("p1", v(1, "LOADING")), previous=first, now=LATER)
     flipped = fold(pod("p1", v(1, "AVAILABLE")), previous=same, now=LATER)
     times = {c["type"]: c["lastTransitionTime"] for c in same["conditions"]}
-    assert times == {"Ready": NOW, "ConfigApplied": NOW}
+    assert times == {"Ready": NOW, "Reconciling": NOW, "Stalled": NOW, "ConfigApplied": NOW}
     flipped_times = {c["type"]: c["lastTransitionTime"] for c in flipped["conditions"]}
-    assert flipped_times == {"Ready": LATER, "ConfigApplied": NOW}
+    assert flipped_times == {"Ready": LATER, "Reconciling": LATER, "Stalled": NOW,
+                             "ConfigApplied": NOW}
 
 
 def test_pending_and_invalid_statuses() -> None:
@@ -158,3 +162,134 @@ def test_server_status(pods: tuple[bool, ...], ready: int,
     assert out["selector"] == "sel"
     ready_cond = next(c for c in out["conditions"] if c["type"] == "Ready")
     assert ready_cond["status"] == ("True" if expected[1] == "Applied" else "False")
+
+
+# ---------------------------------------------------------------- READY during changes
+
+
+def test_unchanged_model_on_pods_still_loading_a_new_config_stays_available() -> None:
+    # Both pods still serve the old config, which carries this model's entry unchanged.
+    stale = (pod("p1", v(1, "AVAILABLE"), applied=False),
+             pod("p2", v(1, "AVAILABLE"), applied=False),
+             pod("p3", v(1, "AVAILABLE"), applied=False))
+    result = HandshakeResult(NEW, stale)
+    pool = status.Pool(replicas=3, existing=3, ready=3)
+    out = status.model_status(MODEL, SERVER, result, pool, NOW, None, None,
+                              unchanged=frozenset({"p1", "p2", "p3"}))
+    assert (out["state"], out["readyPods"], out["availableVersions"]) == ("Available", "3/3",
+                                                                        "1")
+    assert conditions(out)["Ready"] == ("True", "Available")
+    assert conditions(out)["ConfigApplied"] == ("True", "Applied")
+    # The same pods, but this model's own entry changed: Loading until they load it.
+    changed = status.model_status(MODEL, SERVER, result, pool, NOW)
+    assert (changed["state"], changed["readyPods"]) == ("Loading", "0/3")
+    assert conditions(changed)["Reconciling"] == ("True", "Loading")
+
+
+def test_a_give_up_about_other_pods_does_not_stall_a_model_served_as_wanted() -> None:
+    result = HandshakeResult(NEW, (pod("p1", v(1, "AVAILABLE")),
+                                   pod("p2", v(1, "AVAILABLE"), applied=False)))
+    pool = status.Pool(replicas=2, existing=2, ready=2)
+    served = status.model_status(MODEL, SERVER, result, pool, NOW, None, "gave up after 60 s",
+                                 unchanged=frozenset({"p2"}))
+    assert served["state"] == "Available" and "gave up" not in served["message"]
+    assert conditions(served)["Stalled"][0] == "False"
+    behind = status.model_status(MODEL, SERVER, result, pool, NOW, None, "gave up after 60 s")
+    assert behind["state"] == "Available" and behind["readyPods"] == "1/2"
+    assert conditions(behind)["Stalled"] == ("True", "TimedOut")
+
+
+def test_unreachable_pod_is_named_with_its_url() -> None:
+    down = PodReport("p2", None, False, {}, "cannot connect to http://10.0.0.2:8081: timed out "
+                     "after 5 s", url="http://10.0.0.2:8081")
+    result = HandshakeResult(NEW, (pod("p1", v(1, "AVAILABLE")), down))
+    out = status.model_status(MODEL, SERVER, result, status.Pool(2, 2, 2), NOW)
+    assert out["message"] == (
+        "available on 1 pod(s); waiting for p2 to load the new config; pod p2 "
+        "(http://10.0.0.2:8081) unreachable: cannot connect to http://10.0.0.2:8081: timed out "
+        "after 5 s")
+    assert conditions(out)["ConfigApplied"] == ("False", "Unreachable")
+
+
+def test_served_status_of_a_model_whose_server_spec_is_invalid() -> None:
+    reports = (pod("p1", v(1, "AVAILABLE"), v(2, "AVAILABLE"), applied=False),
+               pod("p2", v(1, "AVAILABLE"), v(2, "AVAILABLE"), applied=False))
+    out = status.served_status(MODEL, "default", "spec.replicas: must be >= 0", reports, NOW,
+                               {"configHash": OLD})
+    assert out["message"] == (
+        "InferenceServer 'default' spec is invalid: spec.replicas: must be >= 0; its pods still "
+        "serve versions 1, 2 on 2 pod(s); the operator changes nothing until the server spec "
+        "is fixed")
+    assert (out["state"], out["readyPods"], out["availableVersions"], out["configHash"]) == (
+        "Available", "2/2", "1,2", OLD)
+    assert conditions(out)["Stalled"] == ("True", "ServerSpecInvalid")
+    nothing = status.served_status(MODEL, "default", "bad", (), NOW)
+    assert (nothing["state"], nothing["readyPods"]) == ("Pending", "0/0")
+
+
+@pytest.mark.parametrize(("pool", "reason", "message"), [
+    (status.Pool(3, 1, 1), "PodsMissing", "1 of 3 pod(s) exist, 1 ready"),
+    (status.Pool(3, 3, 1, ("p2", "p3")), "PodsNotReady", "1 of 3 pod(s) ready; not ready: p2, p3"),
+    (status.Pool(0, 0, 0), "ScaledToZero", "spec.replicas is 0: no pods to serve models"),
+])
+def test_server_ready_reason_says_what_is_missing(pool: status.Pool, reason: str,
+                                                  message: str) -> None:
+    server = ServerSpec.from_body(server_body(replicas=pool.replicas))
+    reports = tuple(PodReport(f"p{i}", NEW, True) for i in range(pool.ready))
+    out = status.server_status(server, "sel", pool, 1,
+                               HandshakeResult(NEW, reports) if reports else None, NOW)
+    ready = next(c for c in out["conditions"] if c["type"] == "Ready")
+    assert (ready["reason"], ready["message"]) == (reason, message)
+    assert ready["status"] == ("True" if reason == "ScaledToZero" else "False")
+
+
+# ---------------------------------------------------------------- kstatus
+
+
+def obj(st: dict[str, Any], generation: int = 1) -> dict[str, Any]:
+    return {"metadata": {"generation": generation}, "status": st}
+
+
+def test_every_status_reads_right_through_kstatus() -> None:
+    available = fold(pod("p1", v(1, "AVAILABLE")), pod("p2", v(1, "AVAILABLE")),
+                     pod("p3", v(1, "AVAILABLE")))
+    assert kstatus(obj(available)) == "Current"
+    assert kstatus(obj(fold(pod("p1", v(1, "LOADING"))))) == "InProgress"
+    assert kstatus(obj(fold(pod("p1", v(1, "LOADING", "UNKNOWN", "bad IR"))))) == "Failed"
+    assert kstatus(obj(fold(pod("p1", v(1, "AVAILABLE")), gave_up="gave up"))) == "Current"
+    assert kstatus(obj(fold(pod("p1", v(1, "AVAILABLE"), applied=False),
+                            gave_up="gave up"))) == "Failed"
+    assert kstatus(obj(status.pending_status(MODEL, "ServerNotFound", "x", NOW))) == "InProgress"
+    assert kstatus(obj(status.pending_status(MODEL, "NameConflict", "x", NOW,
+                                             state=status.FAILED))) == "Failed"
+    assert kstatus(obj(status.invalid_status("add", 1, "bad", NOW))) == "Failed"
+    assert kstatus(obj(status.served_status(MODEL, "s", "bad", (), NOW))) == "Failed"
+    server = ServerSpec.from_body(server_body(replicas=1))
+    ok = status.server_status(server, "s", status.Pool(1, 1, 1), 1,
+                              HandshakeResult(NEW, (PodReport("p", NEW, True),)), NOW)
+    assert kstatus(obj(ok)) == "Current"
+    assert kstatus(obj(status.server_status(server, "s", status.Pool(1, 0, 0), 1, None,
+                                            NOW))) == "InProgress"
+    assert kstatus(obj(status.server_status(server, "s", status.Pool(1, 0, 0), 1, None, NOW,
+                                            gave_up="gave up"))) == "Failed"
+    assert kstatus(obj(status.server_invalid_status(1, "bad", NOW))) == "Failed"
+
+
+def test_observed_generation_moves_only_with_a_known_outcome() -> None:
+    done = fold(pod("p1", v(1, "AVAILABLE")))
+    assert done["observedGeneration"] == 1
+    edited = ModelSpec.from_body({**model_body("add"), "metadata": {
+        **model_body("add")["metadata"], "generation": 2}})
+    pool = status.Pool(replicas=1, existing=1, ready=1)
+    loading = status.model_status(edited, SERVER, HandshakeResult(NEW, (
+        pod("p1", v(2, "LOADING")),)), pool, LATER, done)
+    assert loading["observedGeneration"] == 1  # still the last generation with an outcome
+    assert kstatus(obj(loading, generation=2)) == "InProgress"
+    loaded = status.model_status(edited, SERVER, HandshakeResult(NEW, (
+        pod("p1", v(2, "AVAILABLE")),)), pool, LATER, loading)
+    assert loaded["observedGeneration"] == 2 and kstatus(obj(loaded, generation=2)) == "Current"
+    assert all(c["observedGeneration"] == 2 for c in loading["conditions"])
+    exactly_one = [sum(c["status"] == "True" for c in s["conditions"]
+                       if c["type"] in ("Ready", "Reconciling", "Stalled"))
+                   for s in (done, loading, loaded)]
+    assert exactly_one == [1, 1, 1]

@@ -6,6 +6,7 @@ land here. Examples::
     ovserve-operator --namespace ml                      # watch one namespace
     ovserve-operator --namespace ml --namespace staging  # several
     ovserve-operator --all-namespaces --liveness-port 8080 --log-level DEBUG
+    ovserve-operator -n ml --log-format json --metrics-port 8081   # JSON logs, /metrics
     WATCH_NAMESPACE=ml,staging ovserve-operator          # the Helm chart's way
 
 The operator runs standalone (no kopf peering): run one replica. Credentials come from the
@@ -22,6 +23,7 @@ from collections.abc import Sequence
 from .reconcile import Settings
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_FORMATS = ("text", "json")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,6 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--liveness-host", default="0.0.0.0", help="bind address of /healthz")
     p.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "INFO").upper(),
                    choices=LOG_LEVELS, help="default INFO (or $LOG_LEVEL)")
+    p.add_argument("--log-format", default=os.environ.get("LOG_FORMAT", "text").lower(),
+                   choices=LOG_FORMATS, help="text, or json: one JSON object per line (kopf's "
+                   "JSON logs; default text, or $LOG_FORMAT)")
+    p.add_argument("--metrics-port", type=int, default=0,
+                   help="serve the operator's Prometheus metrics on GET /metrics at this port "
+                        "(0 = off; default 0)")
+    p.add_argument("--metrics-host", default="0.0.0.0", help="bind address of /metrics")
     p.add_argument("--reload-timeout", type=float, default=defaults.reload_timeout,
                    metavar="S", help="give up waiting for pods to load a new config after S "
                    f"seconds and say so in status (default {defaults.reload_timeout:.0f})")
@@ -52,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--http-timeout", type=float, default=defaults.http_timeout, metavar="S",
                    help="timeout of one call to a server pod; a reload waits for model loads "
                         f"(default {defaults.http_timeout:.0f})")
+    p.add_argument("--connect-timeout", type=float, default=defaults.connect_timeout,
+                   metavar="S", help="limit on opening a connection to a server pod; a pod "
+                   "that does not answer in time (e.g. a NetworkPolicy drops the operator's "
+                   f"traffic) is reported in status (default {defaults.connect_timeout:.0f})")
     p.add_argument("--status-interval", type=float, default=defaults.status_interval,
                    metavar="S", help="how often every InferenceServer is re-checked "
                    f"(default {defaults.status_interval:.0f})")
@@ -74,6 +87,7 @@ def parse_options(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace
                         ("--retry-delay", args.retry_delay),
                         ("--max-retry-delay", args.max_retry_delay),
                         ("--http-timeout", args.http_timeout),
+                        ("--connect-timeout", args.connect_timeout),
                         ("--status-interval", args.status_interval)):
         if value <= 0:
             parser.error(f"{name} must be positive")
@@ -81,6 +95,11 @@ def parse_options(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace
         parser.error(f"$LOG_LEVEL: {args.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
     if not 0 <= args.liveness_port <= 65535:
         parser.error("--liveness-port must be 0..65535")
+    if not 0 <= args.metrics_port <= 65535:
+        parser.error("--metrics-port must be 0..65535")
+    if args.log_format not in LOG_FORMATS:  # $LOG_FORMAT is not checked by argparse
+        parser.error(f"$LOG_FORMAT: {args.log_format!r} is not one of "
+                     f"{', '.join(LOG_FORMATS)}")
     return args, [n.strip() for n in namespaces]
 
 
@@ -95,11 +114,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                            if args.liveness_port else None),
         events=not args.no_events,
         log_level=args.log_level,
+        log_format=args.log_format,
+        metrics_port=args.metrics_port,
+        metrics_host=args.metrics_host,
         settings=Settings(
             reload_timeout=args.reload_timeout,
             retry_delay=args.retry_delay,
             max_retry_delay=args.max_retry_delay,
             http_timeout=args.http_timeout,
+            connect_timeout=args.connect_timeout,
             status_interval=args.status_interval,
         ),
     )

@@ -44,6 +44,8 @@ class KubeApi(Protocol):
 
     def list_models(self, namespace: str) -> list[dict[str, Any]]: ...
 
+    def get_config_map(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+
     def list_pods(self, namespace: str, selector: Mapping[str, str]) -> list[dict[str, Any]]: ...
 
     def apply(self, obj: Mapping[str, Any]) -> dict[str, Any]: ...
@@ -185,6 +187,9 @@ class KubernetesApi:
 
     def list_models(self, namespace: str) -> list[dict[str, Any]]:
         return self._list(_PATHS[MODEL_PLURAL].format(ns=namespace))
+
+    def get_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._get(f"{_PATHS['ConfigMap'].format(ns=namespace)}/{name}")
 
     def list_pods(self, namespace: str, selector: Mapping[str, str]) -> list[dict[str, Any]]:
         query = [("labelSelector", ",".join(f"{k}={v}" for k, v in sorted(selector.items())))]

@@ -29,8 +29,10 @@ A failed load is ``"state": "LOADING"`` with ``"error_code": "UNKNOWN"`` and the
 from __future__ import annotations
 
 import json
+import socket
 import ssl
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -87,6 +89,7 @@ class PodReport:
     models: dict[str, tuple[VersionReport, ...]] = field(default_factory=dict)
     error: str | None = None  # unreachable, or the reload's error text
     reloaded: bool = False  # a POST /v1/config/reload was sent
+    url: str = ""  # the pod's REST base URL, for messages about a pod it could not reach
 
 
 @dataclass(frozen=True)
@@ -153,15 +156,32 @@ def _error_text(reply: PodReply) -> str:
 
 
 def check_pod(pod: PodTarget, expected: str, client: PodClient) -> PodReport:
-    """GET the pod's config; POST a reload only when it does not report ``expected`` yet."""
+    """GET the pod's config; POST a reload only when it does not report ``expected`` yet.
+
+    A pod that gives no HTTP answer to the GET is not sent a reload (it would only wait for the
+    same timeout again): its report carries the error and its URL.
+    """
     reply = client.get_config(pod.url)
     if reply.status == 200 and reply.config_hash == expected:
-        return PodReport(pod.name, reply.config_hash, True, parse_statuses(reply.body))
+        return PodReport(pod.name, reply.config_hash, True, parse_statuses(reply.body),
+                         url=pod.url)
+    if reply.status == 0:
+        return PodReport(pod.name, None, False, {}, _error_text(reply), url=pod.url)
     reply = client.reload(pod.url)
     applied = reply.status in (200, 201) and reply.config_hash == expected
     models = parse_statuses(reply.body) if reply.status in (200, 201) else {}
     error = None if reply.status in (200, 201) else _error_text(reply)
-    return PodReport(pod.name, reply.config_hash, applied, models, error, reloaded=True)
+    return PodReport(pod.name, reply.config_hash, applied, models, error, reloaded=True,
+                     url=pod.url)
+
+
+def read_pod(pod: PodTarget, client: PodClient) -> PodReport:
+    """Only ``GET /v1/config`` (no reload): what a pod serves now, whatever its hash."""
+    reply = client.get_config(pod.url)
+    if reply.status == 200:
+        return PodReport(pod.name, reply.config_hash, True, parse_statuses(reply.body),
+                         url=pod.url)
+    return PodReport(pod.name, reply.config_hash, False, {}, _error_text(reply), url=pod.url)
 
 
 def handshake(pods: Sequence[PodTarget], expected: str, client: PodClient,
@@ -259,8 +279,12 @@ class HttpPodClient:
     """
 
     def __init__(self, timeout: float = 60.0,
-                 opener: Callable[..., Any] | None = None) -> None:
+                 opener: Callable[..., Any] | None = None,
+                 connect_timeout: float | None = None) -> None:
         self.timeout = timeout
+        # A dropped SYN (a default-deny NetworkPolicy) must not hold a pass for ``timeout``:
+        # the TCP connection is tried first with this shorter limit.
+        self.connect_timeout = min(timeout, connect_timeout or timeout)
         context = ssl.create_default_context()
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
@@ -276,6 +300,10 @@ class HttpPodClient:
                                                   method="POST"))
 
     def _call(self, request: urllib.request.Request) -> PodReply:
+        url = request.full_url
+        problem = _cannot_connect(url, self.connect_timeout)
+        if problem:
+            return PodReply(0, error=problem)
         try:
             with self._open(request, timeout=self.timeout) as response:
                 return _reply(int(response.status), response.headers, response.read())
@@ -283,7 +311,31 @@ class HttpPodClient:
             with exc:
                 return _reply(exc.code, exc.headers, exc.read())
         except (OSError, ValueError) as exc:
-            return PodReply(0, error=f"{type(exc).__name__}: {exc}")
+            return PodReply(0, error=f"{request.get_method()} {url}: {_why(exc)}")
+
+
+def _why(exc: BaseException) -> str:
+    reason = getattr(exc, "reason", None)
+    inner = reason if isinstance(reason, BaseException) else exc
+    if isinstance(inner, TimeoutError | socket.timeout):
+        return "timed out"
+    return f"{type(inner).__name__}: {inner}"
+
+
+def _cannot_connect(url: str, timeout: float) -> str | None:
+    """None when a TCP connection to the URL's host and port opens within ``timeout``."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return None
+    except TimeoutError:
+        return (f"cannot connect to {parts.scheme}://{parts.netloc}: timed out after "
+                f"{timeout:g} s (does a NetworkPolicy block the operator from the pods' REST "
+                "port?)")
+    except OSError as exc:
+        return f"cannot connect to {parts.scheme}://{parts.netloc}: {exc.strerror or exc}"
 
 
 def _reply(status: int, headers: Any, data: bytes) -> PodReply:
