@@ -94,7 +94,15 @@ def test_schema_defaults_match_the_operators_defaults() -> None:
     props = schema("InferenceServer")["properties"]["spec"]["properties"]
     decoded = ServerSpec.from_body({"metadata": {"name": "x", "namespace": "n"}, "spec": {}})
     assert props["replicas"]["default"] == decoded.replicas
-    assert props["image"]["default"] == decoded.image
+    # No persisted image default (issue 13, item 8): an empty image is the operator's flag.
+    assert "default" not in props["image"] and "minLength" not in props["image"]
+    assert props["drainSeconds"]["default"] == decoded.drain_seconds
+    assert props["podDisruptionBudget"]["properties"]["enabled"]["default"] is \
+        decoded.disruption.enabled
+    cache = ServerSpec.from_body({"metadata": {"name": "x", "namespace": "n"},
+                                  "spec": {"compileCache": {"emptyDir": {}}}}).compile_cache
+    assert cache is not None
+    assert props["compileCache"]["properties"]["mountPath"]["default"] == cache.mount_path
     assert props["restPort"]["default"] == decoded.rest_port
     assert props["gpu"]["properties"]["resourceName"]["default"] == decoded.gpu_resource
     assert props["logLevel"]["default"] == decoded.log_level

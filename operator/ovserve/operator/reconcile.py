@@ -45,6 +45,7 @@ from .reload import (
     next_step,
 )
 from .resources import (
+    DEFAULT_IMAGE,
     DEFAULT_SERVER,
     MODEL_PLURAL,
     SERVER_PLURAL,
@@ -69,6 +70,7 @@ class Settings:
     max_retry_delay: float = 15.0
     http_timeout: float = 60.0  # per call to a pod (a reload waits for model loads)
     status_interval: float = 30.0  # the timer that keeps status fresh
+    server_image: str = DEFAULT_IMAGE  # for InferenceServers with no spec.image
 
 
 @dataclass(frozen=True)
@@ -219,7 +221,7 @@ class Reconciler:
                     f"InferenceServer {name!r} not found in namespace {namespace!r}; "
                     "the model waits for it")
             try:
-                server = ServerSpec.from_body(server_body)
+                server = ServerSpec.from_body(server_body, self.settings.server_image)
             except SpecError as exc:
                 outcome = self._server_missing(namespace, name,
                                                f"InferenceServer {name!r} is invalid: {exc}")
@@ -232,6 +234,10 @@ class Reconciler:
             self.api.apply(rendered.config_map)
             self.api.apply(rendered.deployment)
             self.api.apply(rendered.service)
+            if rendered.pdb is not None:
+                self.api.apply(rendered.pdb)
+            else:  # replicas down to 1 or the budget switched off: none must be left
+                self.api.delete("PodDisruptionBudget", namespace, render.pdb_name(server))
 
         selector = render.selector_labels(server)
         pods = [

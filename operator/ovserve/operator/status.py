@@ -245,6 +245,7 @@ def server_status(server: ServerSpec, selector: str, pool: Pool, models: int,
         "desiredConfigHash": result.expected if result else "",
         "appliedPods": f"{applied}/{pool.ready}",
         "message": message,
+        "image": server.image,  # the image the pods run (spec.image or --server-image)
     }
     if server.generation is not None:
         out["observedGeneration"] = server.generation
