@@ -58,3 +58,14 @@ def test_console_script_help() -> None:
     out = subprocess.run([str(BIN / "ovserve-operator"), "--help"], capture_output=True,
                          text=True, timeout=60, check=True)
     assert "--all-namespaces" in out.stdout and "--reload-timeout" in out.stdout
+
+
+def test_server_image_from_flag_environment_or_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ovserve.operator.resources import DEFAULT_IMAGE
+
+    monkeypatch.delenv("OVSERVE_SERVER_IMAGE", raising=False)
+    assert parse_options(["-A"])[0].server_image == DEFAULT_IMAGE
+    monkeypatch.setenv("OVSERVE_SERVER_IMAGE", "example.org/ovserve-server:2")
+    assert parse_options(["-A"])[0].server_image == "example.org/ovserve-server:2"
+    args = parse_options(["-A", "--server-image", "example.org/ovserve-server:3"])[0]
+    assert args.server_image == "example.org/ovserve-server:3"
