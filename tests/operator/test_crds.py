@@ -129,8 +129,9 @@ def test_examples_pass_schema_and_operator(path: Path) -> None:
     spec = decode(doc)
     if isinstance(spec, ServerSpec):
         out = render.render_server(spec, [])
-        for obj in (out.config_map, out.deployment, out.service):
-            kubernetes_validate.validate(obj, "1.30.0", strict=True)
+        for obj in (out.config_map, out.deployment, out.service, out.pdb):
+            if obj is not None:
+                kubernetes_validate.validate(obj, "1.30.0", strict=True)
 
 
 def _header(path: Path, key: str) -> str:
