@@ -51,9 +51,9 @@ def test_monitors_select_every_pool_the_operator_renders(render: Any,
         assert pm["podMetricsEndpoints"][0]["port"] in {p["name"] for p in container["ports"]}
         # the relabeling that gives every series a `server` label reads this pod label
         assert pod_labels[operator_render.SERVER_LABEL] == pool.deployment["metadata"]["name"]
-    # a namespaced watch: only the watched namespaces
-    assert sm["namespaceSelector"] == {"matchNames": ["ml-prod"]}
-    assert pm["namespaceSelector"] == {"matchNames": ["ml-prod"]}
+    # a namespaced watch: only the watched namespaces (the release's and ml-prod)
+    assert sm["namespaceSelector"] == {"matchNames": ["ovserve-system", "ml-prod"]}
+    assert pm["namespaceSelector"] == {"matchNames": ["ovserve-system", "ml-prod"]}
     relabel = pm["podMetricsEndpoints"][0]["relabelings"][0]
     assert relabel == {"sourceLabels": ["__meta_kubernetes_pod_label_ovserve_io_server"],
                        "targetLabel": "server"}
@@ -145,9 +145,11 @@ def test_network_policy_admits_operator_prometheus_and_clients(render: Any,
                                                                scenario_values: Any) -> None:
     values = scenario_values(SCENARIO)
     rendered = render(values)
-    (policy,) = rendered.of_kind("NetworkPolicy")
-    assert policy.obj["metadata"]["namespace"] == "ml-prod"  # the watched namespace
-    spec = policy.obj["spec"]
+    policies = rendered.of_kind("NetworkPolicy")
+    # one per watched namespace: where InferenceServers can be
+    assert [p.obj["metadata"]["namespace"] for p in policies] == ["ovserve-system", "ml-prod"]
+    assert policies[0].obj["spec"] == policies[1].obj["spec"]
+    spec = policies[1].obj["spec"]
     assert spec["policyTypes"] == ["Ingress"]
     pool = _pool("any-pool")
     assert _matches(spec["podSelector"]["matchLabels"],
