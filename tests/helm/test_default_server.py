@@ -6,6 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 
+def server_image_arg(rendered: Any) -> str:
+    """The operator's --server-image: the image of every InferenceServer without spec.image."""
+    container = rendered.one("Deployment").obj["spec"]["template"]["spec"]["containers"][0]
+    (arg,) = [a for a in container["args"] if a.startswith("--server-image=")]
+    return str(arg.split("=", 1)[1])
+
+
 def server_spec(rendered: Any) -> dict[str, Any]:
     spec: dict[str, Any] = rendered.one("InferenceServer").obj["spec"]
     return spec
@@ -19,7 +26,9 @@ def test_cpu_default_requests_no_gpu(render: Any) -> None:
     spec = server_spec(rendered)
     assert "gpu" not in spec and "nodeSelector" not in spec and "tolerations" not in spec
     assert spec["replicas"] == 1
-    assert spec["image"] == "ovserve-server:0.1.0"
+    # No spec.image: the pods run the operator's --server-image and follow chart upgrades.
+    assert "image" not in spec
+    assert server_image_arg(rendered) == "ghcr.io/ovserve-owner/ovserve-server:0.1.0"
     assert spec["restPort"] == 8081
     assert spec["metrics"] == {"enabled": True}
     assert spec["resources"]["requests"] == {"cpu": "500m", "memory": "1Gi"}
@@ -63,7 +72,7 @@ def test_storage_tls_and_extra_spec(render: Any) -> None:
     spec = server_spec(rendered)
     assert spec["storage"] == {"hostPath": {"path": "/srv/models"}, "mountPath": "/models"}
     assert spec["tls"] == {"secretName": "server-tls"}
-    assert spec["image"] == "example.local:5000/ml/ovserve-server:1.2.3"
+    assert server_image_arg(rendered) == "example.local:5000/ml/ovserve-server:1.2.3"
     assert spec["serviceAccountName"] == "models-reader"
     assert spec["replicas"] == 3  # extraSpec wins
     pod = rendered.one("Pod").obj
@@ -76,7 +85,7 @@ def test_image_digest_wins_over_tag(render: Any) -> None:
                                                    "tag": "x", "digest": digest}},
                        "operator": {"image": {"repository": "ovserve-operator",
                                               "digest": digest}}})
-    assert server_spec(rendered)["image"] == f"ovserve-server@{digest}"
+    assert server_image_arg(rendered) == f"ovserve-server@{digest}"
     container = rendered.one("Deployment").obj["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == f"ovserve-operator@{digest}"
 
@@ -86,7 +95,11 @@ def test_metrics_scenario_adds_a_service_monitor(render: Any, scenario_values: A
     sm = rendered.one("ServiceMonitor")
     assert sm.obj["apiVersion"] == "monitoring.coreos.com/v1"
     assert sm.labels["release"] == "kube-prometheus-stack"
-    assert sm.obj["spec"]["namespaceSelector"] == {"matchNames": ["ovserve-system"]}
+    # Every pool the operator renders, in every watched namespace (cluster scope: any).
+    assert sm.obj["spec"]["namespaceSelector"] == {"any": True}
+    assert sm.obj["spec"]["selector"]["matchLabels"] == {
+        "app.kubernetes.io/name": "ovserve-server",
+        "app.kubernetes.io/managed-by": "ovserve-operator"}
     (endpoint,) = sm.obj["spec"]["endpoints"]
     assert endpoint["path"] == "/metrics" and endpoint["interval"] == "15s"
     spec = server_spec(rendered)
@@ -96,13 +109,14 @@ def test_metrics_scenario_adds_a_service_monitor(render: Any, scenario_values: A
 
 def test_service_monitor_is_off_by_default(render: Any, scenario: str, values_for: Any) -> None:
     rendered = render(values_for(scenario))
-    assert bool(rendered.of_kind("ServiceMonitor")) == (scenario == "metrics-values.yaml")
+    assert bool(rendered.of_kind("ServiceMonitor")) == (
+        scenario in ("metrics-values.yaml", "monitoring-values.yaml"))
 
 
 def test_helm_test_pod_checks_readiness_through_the_service(render: Any) -> None:
     pod = render({"defaultServer": {"name": "pool", "restPort": 9000}}).one("Pod").obj
     container = pod["spec"]["containers"][0]
-    assert container["image"] == "ovserve-server:0.1.0"
+    assert container["image"] == "ghcr.io/ovserve-owner/ovserve-server:0.1.0"
     assert container["args"][1] == "http://pool.ovserve-system.svc:9000/v2/health/ready"
     assert pod["spec"]["restartPolicy"] == "Never"
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
@@ -130,9 +144,10 @@ def test_service_monitor_follows_tls(render: Any) -> None:
     assert endpoint["scheme"] == "https"
     assert endpoint["tlsConfig"] == {"insecureSkipVerify": True}
     selector = sm.obj["spec"]["selector"]["matchLabels"]
-    # the labels the operator puts on the Service it renders for the InferenceServer
+    # labels the operator puts on the Service of every InferenceServer (test_observability.py
+    # checks them against render.py)
     assert selector == {"app.kubernetes.io/name": "ovserve-server",
-                        "app.kubernetes.io/instance": "default"}
+                        "app.kubernetes.io/managed-by": "ovserve-operator"}
     assert endpoint["port"] == "http"
 
 

@@ -20,6 +20,7 @@ EXPECTED = {
     ("", "configmaps"): {"get", "create", "patch"},
     ("", "services"): {"get", "create", "patch"},
     ("apps", "deployments"): {"get", "create", "patch"},
+    ("policy", "poddisruptionbudgets"): {"get", "create", "patch", "delete"},
     ("", "pods"): {"list", "watch", "patch"},  # watch: pod readiness starts a pass
 }
 

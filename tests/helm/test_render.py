@@ -18,7 +18,8 @@ import pytest
 import yaml
 
 KUBE_VERSIONS = ("1.26.0", kubernetes_validate.utils.latest_version())
-BUILTIN_GROUPS = ("v1", "apps/", "batch/", "rbac.authorization.k8s.io/", "apiextensions.k8s.io/")
+BUILTIN_GROUPS = ("v1", "apps/", "batch/", "rbac.authorization.k8s.io/", "apiextensions.k8s.io/",
+                  "networking.k8s.io/", "policy/")
 
 
 def test_lint_strict_is_clean(chart_dir: Path, scenario: str, values_for: Any) -> None:
@@ -106,11 +107,12 @@ def test_e2e_release_values_render_and_validate(render: Any, crd_schema: Any,
     rendered = render(values, namespace="ovserve-e2e")
     server = rendered.one("InferenceServer").obj
     jsonschema.validate(server, crd_schema("InferenceServer"))
-    assert server["spec"]["image"] == "ovserve-server:dev"
+    assert "image" not in server["spec"]
     assert server["spec"]["imagePullPolicy"] == "Never"
     assert server["spec"]["storage"]["hostPath"]["path"] == harness.MODELS_ON_NODE
     operator = rendered.one("Deployment").obj["spec"]["template"]["spec"]["containers"][0]
     assert operator["image"] == "ovserve-operator:dev"
+    assert "--server-image=ovserve-server:dev" in operator["args"]
     for m in rendered.manifests:
         if m.obj["apiVersion"].startswith(BUILTIN_GROUPS):
             kubernetes_validate.validate(m.obj, KUBE_VERSIONS[-1], strict=True)

@@ -66,9 +66,10 @@ REFUSED_BY_TEMPLATES = [
                   "defaultServer": {"metrics": {"enabled": False}}},
                  "serviceMonitor.enabled needs defaultServer.metrics.enabled: true",
                  id="monitor-without-metrics"),
-    pytest.param({"serviceMonitor": {"enabled": True}, "defaultServer": {"enabled": False}},
-                 "serviceMonitor.enabled scrapes the default InferenceServer",
-                 id="monitor-without-server"),
+    pytest.param({"podMonitor": {"enabled": True},
+                  "defaultServer": {"metrics": {"enabled": False}}},
+                 "podMonitor.enabled needs defaultServer.metrics.enabled: true",
+                 id="pod-monitor-without-metrics"),
 ]
 
 

@@ -53,6 +53,9 @@ RESOURCES: dict[str, dict[str, Any]] = {
     "v1/namespaces": {"kind": "Namespace", "singular": "namespace", "namespaced": False},
     "apps/v1/deployments": {"kind": "Deployment", "singular": "deployment",
                             "subresources": {"status", "scale"}},
+    "policy/v1/poddisruptionbudgets": {"kind": "PodDisruptionBudget",
+                                       "singular": "poddisruptionbudget", "shortnames": {"pdb"},
+                                       "subresources": {"status"}},
 }
 VERBS = {"get", "list", "watch", "create", "patch", "delete"}
 KEEP_REQUESTS = 200

@@ -107,6 +107,10 @@ class FakeKube:
         pod["metadata"].setdefault("annotations", {}).update(annotations)
         self.nudges.append((name, dict(annotations)))
 
+    def delete(self, kind: str, namespace: str, name: str) -> None:
+        if self.children.pop((kind, namespace, name), None) is not None:
+            self.applied.append((f"-{kind}", name))
+
     def config_hash(self, namespace: str = "ml", server: str = "default") -> str:
         cm = self.children[("ConfigMap", namespace, f"{server}-config")]
         return str(cm["metadata"]["annotations"]["ovserve.io/config-hash"])

@@ -69,3 +69,14 @@ def test_log_format_metrics_and_connect_timeout(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("LOG_FORMAT", "JSON")
     args, _ = parse_options(["-n", "a", "--metrics-port", "8081", "--connect-timeout", "2"])
     assert (args.log_format, args.metrics_port, args.connect_timeout) == ("json", 8081, 2.0)
+
+
+def test_server_image_from_flag_environment_or_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ovserve.operator.resources import DEFAULT_IMAGE
+
+    monkeypatch.delenv("OVSERVE_SERVER_IMAGE", raising=False)
+    assert parse_options(["-A"])[0].server_image == DEFAULT_IMAGE
+    monkeypatch.setenv("OVSERVE_SERVER_IMAGE", "example.org/ovserve-server:2")
+    assert parse_options(["-A"])[0].server_image == "example.org/ovserve-server:2"
+    args = parse_options(["-A", "--server-image", "example.org/ovserve-server:3"])[0]
+    assert args.server_image == "example.org/ovserve-server:3"

@@ -94,7 +94,15 @@ def test_schema_defaults_match_the_operators_defaults() -> None:
     props = schema("InferenceServer")["properties"]["spec"]["properties"]
     decoded = ServerSpec.from_body({"metadata": {"name": "x", "namespace": "n"}, "spec": {}})
     assert props["replicas"]["default"] == decoded.replicas
-    assert props["image"]["default"] == decoded.image
+    # No persisted image default (issue 13, item 8): an empty image is the operator's flag.
+    assert "default" not in props["image"] and "minLength" not in props["image"]
+    assert props["drainSeconds"]["default"] == decoded.drain_seconds
+    assert props["podDisruptionBudget"]["properties"]["enabled"]["default"] is \
+        decoded.disruption.enabled
+    cache = ServerSpec.from_body({"metadata": {"name": "x", "namespace": "n"},
+                                  "spec": {"compileCache": {"emptyDir": {}}}}).compile_cache
+    assert cache is not None
+    assert props["compileCache"]["properties"]["mountPath"]["default"] == cache.mount_path
     assert props["restPort"]["default"] == decoded.rest_port
     assert props["gpu"]["properties"]["resourceName"]["default"] == decoded.gpu_resource
     assert props["logLevel"]["default"] == decoded.log_level
@@ -121,8 +129,9 @@ def test_examples_pass_schema_and_operator(path: Path) -> None:
     spec = decode(doc)
     if isinstance(spec, ServerSpec):
         out = render.render_server(spec, [])
-        for obj in (out.config_map, out.deployment, out.service):
-            kubernetes_validate.validate(obj, "1.30.0", strict=True)
+        for obj in (out.config_map, out.deployment, out.service, out.pdb):
+            if obj is not None:
+                kubernetes_validate.validate(obj, "1.30.0", strict=True)
 
 
 def _header(path: Path, key: str) -> str:

@@ -85,7 +85,7 @@ def test_first_pass_creates_children_and_waits_for_pods(kube: FakeKube,
     kube.add(model_body("add"))
     outcome = reconciler.reconcile_server("ml", "default")
     assert sorted(kube.applied) == [("ConfigMap", "default-config"), ("Deployment", "default"),
-                                    ("Service", "default")]
+                                    ("PodDisruptionBudget", "default"), ("Service", "default")]
     # No timer: the pods' own events start the next pass.
     assert outcome.step is None
     assert model_status(kube)["state"] == "Pending"
@@ -430,3 +430,24 @@ def test_the_in_memory_entry_history_is_bounded(kube: FakeKube, reconciler: Reco
         reconciler.reconcile_server("ml", "default")
     assert len(reconciler._entries[("ml", "default")]) == ENTRY_HISTORY
     assert len(load_entries(kube.children[("ConfigMap", "ml", "default-config")])) == ENTRY_HISTORY
+
+
+def test_pdb_follows_replicas_and_is_deleted_when_no_longer_wanted(
+        kube: FakeKube, reconciler: Reconciler) -> None:
+    kube.add(server_body(replicas=3))
+    reconciler.reconcile_server("ml", "default")
+    assert ("PodDisruptionBudget", "ml", "default") in kube.children
+    kube.add(server_body(replicas=1))
+    reconciler.reconcile_server("ml", "default")
+    assert ("PodDisruptionBudget", "ml", "default") not in kube.children
+    assert ("-PodDisruptionBudget", "default") in kube.applied
+
+
+def test_server_without_image_runs_the_operators_server_image(kube: FakeKube) -> None:
+    reconciler = Reconciler(kube, FakePods(), Settings(server_image="example.org/srv:2"))
+    kube.add(server_body(image=""))
+    reconciler.reconcile_server("ml", "default")
+    deployment = kube.children[("Deployment", "ml", "default")]
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == \
+        "example.org/srv:2"
+    assert kube.servers[("ml", "default")]["status"]["image"] == "example.org/srv:2"

@@ -51,6 +51,28 @@ SERVERS: dict[str, dict[str, Any]] = {
         "podAnnotations": {"example.com/team": "vision"},
         "podLabels": {"team": "vision"},
     },
+    # Issue 13, item 9: an OpenShift-style pool on Intel GPUs with every pod knob set.
+    "openshift-knobs": {
+        "replicas": 3,
+        "image": "",
+        "gpu": {"count": 1, "resourceName": "gpu.intel.com/xe"},
+        "podSecurityContext": {"runAsNonRoot": True, "supplementalGroups": [110],
+                               "seccompProfile": {"type": "RuntimeDefault"}},
+        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                            "capabilities": {"drop": ["ALL"]}},
+        "topologySpreadConstraints": [
+            {"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
+             "whenUnsatisfiable": "ScheduleAnyway"}],
+        "priorityClassName": "inference-critical",
+        "env": [{"name": "OV_LOG", "value": "1"},
+                {"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}],
+        "envFrom": [{"secretRef": {"name": "s3-creds"}, "prefix": "S3_"}],
+        "volumes": [{"name": "extra", "configMap": {"name": "tokenizers"}}],
+        "volumeMounts": [{"name": "extra", "mountPath": "/extra", "readOnly": True}],
+        "compileCache": {"hostPath": {"path": "/var/cache/ovserve"}},
+        "podDisruptionBudget": {"minAvailable": "50%"},
+        "drainSeconds": 20,
+    },
     "intel-gpu-hostpath-nometrics": {
         "gpu": {"count": 1},
         "storage": {"hostPath": {"path": "/srv/models", "type": "Directory"}},
@@ -106,6 +128,8 @@ def test_children_match_golden_files(variant: str) -> None:
     golden(f"{variant}.configmap.yaml", out.config_map)
     golden(f"{variant}.deployment.yaml", out.deployment)
     golden(f"{variant}.service.yaml", out.service)
+    if out.pdb is not None:
+        golden(f"{variant}.pdb.yaml", out.pdb)
 
 
 def test_config_json_matches_golden_file() -> None:
@@ -117,8 +141,9 @@ def test_config_json_matches_golden_file() -> None:
 @pytest.mark.parametrize("variant", sorted(SERVERS))
 def test_children_are_valid_kubernetes_objects(variant: str) -> None:
     out = rendered(variant)
-    for obj in (out.config_map, out.deployment, out.service):
-        kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+    for obj in (out.config_map, out.deployment, out.service, out.pdb):
+        if obj is not None:
+            kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
 
 
 def test_config_is_what_the_server_accepts_and_the_annotation_is_its_hash() -> None:
@@ -228,3 +253,81 @@ def test_clashing_model_names_keep_the_oldest_and_skip_deleted() -> None:
 def test_empty_server_renders_an_empty_model_list() -> None:
     out = rendered("minimal", [])
     assert parse_config(out.config, base_dir="/").models == ()
+
+
+# ------------------------------------------------------------ pod knobs (issue 13, items 8-10)
+
+
+def test_empty_image_means_the_operators_server_image() -> None:
+    body = server_body("srv", image="")
+    assert ServerSpec.from_body(body, "example.org/ovserve-server:9").image == \
+        "example.org/ovserve-server:9"
+    no_image = server_body("srv")
+    assert ServerSpec.from_body(no_image).image == render_default_image()
+    pinned = server_body("srv", image="mine:1")
+    assert ServerSpec.from_body(pinned, "example.org/ovserve-server:9").image == "mine:1"
+
+
+def render_default_image() -> str:
+    from ovserve.operator.resources import DEFAULT_IMAGE
+    return DEFAULT_IMAGE
+
+
+def test_pod_knobs_reach_the_pod() -> None:
+    out = rendered("openshift-knobs")
+    pod = out.deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert "runAsUser" not in pod["securityContext"]  # OpenShift assigns the UID
+    assert pod["securityContext"]["supplementalGroups"] == [110]
+    assert pod["priorityClassName"] == "inference-critical"
+    (spread,) = pod["topologySpreadConstraints"]
+    assert spread["labelSelector"] == {"matchLabels": render.selector_labels(
+        ServerSpec.from_body(server_body("srv")))}
+    assert [e["name"] for e in container["env"]] == ["OV_LOG", "NODE"]
+    assert container["envFrom"] == [{"secretRef": {"name": "s3-creds"}, "prefix": "S3_"}]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts["extra"] == "/extra" and mounts["cache"] == "/cache"
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["cache"]["hostPath"] == {"path": "/var/cache/ovserve",
+                                            "type": "DirectoryOrCreate"}
+    args = container["args"]
+    assert args[args.index("--cache_dir") + 1] == "/cache"
+    assert args[args.index("--drain_seconds") + 1] == "20"
+    assert pod["terminationGracePeriodSeconds"] == 20 + 30 + 5
+
+
+def test_drain_and_grace_period_defaults() -> None:
+    pod = rendered("minimal").deployment["spec"]["template"]["spec"]
+    args = pod["containers"][0]["args"]
+    assert args[args.index("--drain_seconds") + 1] == "10"
+    assert pod["terminationGracePeriodSeconds"] == 45
+    assert "--cache_dir" not in args
+
+
+def test_pdb_only_with_more_than_one_replica() -> None:
+    assert rendered("minimal").pdb is None
+    many = rendered("gpu-pvc-tls").pdb
+    assert many is not None and many["spec"]["maxUnavailable"] == 1
+    assert many["spec"]["selector"]["matchLabels"]["app.kubernetes.io/instance"] == "srv"
+    off = ServerSpec.from_body(server_body("srv", replicas=3,
+                                           podDisruptionBudget={"enabled": False}))
+    assert render.pod_disruption_budget(off) is None
+    knobs = rendered("openshift-knobs").pdb
+    assert knobs is not None and knobs["spec"] == {
+        "minAvailable": "50%", "selector": {"matchLabels": render.selector_labels(
+            ServerSpec.from_body(server_body("srv")))}}
+
+
+@pytest.mark.parametrize("source,expected", [
+    ({"emptyDir": {"sizeLimit": "2Gi"}}, {"name": "cache", "emptyDir": {"sizeLimit": "2Gi"}}),
+    ({"persistentVolumeClaim": {"claimName": "ov-cache"}, "mountPath": "/var/ov"},
+     {"name": "cache", "persistentVolumeClaim": {"claimName": "ov-cache"}}),
+])
+def test_compile_cache_volumes(source: dict[str, Any], expected: dict[str, Any]) -> None:
+    server = ServerSpec.from_body(server_body("srv", compileCache=source))
+    deployment = render.deployment(server)
+    pod = deployment["spec"]["template"]["spec"]
+    assert expected in pod["volumes"]
+    args = pod["containers"][0]["args"]
+    assert args[args.index("--cache_dir") + 1] == source.get("mountPath", "/cache")
+    kubernetes_validate.validate(deployment, K8S_VERSION, strict=True)

@@ -114,7 +114,8 @@ some. Namespaced RBAC: the release namespace plus watchNamespaces (each gets a R
 {{- .Values.defaultServer.name }}
 {{- end }}
 
-{{/* The default InferenceServer's image. */}}
+{{/* The ovserve-server image: the operator's --server-image, run by every InferenceServer
+that sets no spec.image (the default one sets none, so it follows chart upgrades). */}}
 {{- define "ovserve.defaultServer.image" -}}
 {{- include "ovserve.image" (list .Values.defaultServer.image .) }}
 {{- end }}
@@ -130,11 +131,10 @@ Cross-field checks the JSON schema cannot express well; each fails with one plai
 {{- if and $st.persistentVolumeClaim $st.hostPath }}
 {{- fail "defaultServer.storage: give exactly one of persistentVolumeClaim and hostPath, not both" }}
 {{- end }}
-{{- if and .Values.serviceMonitor.enabled (not .Values.defaultServer.enabled) }}
-{{- fail "serviceMonitor.enabled scrapes the default InferenceServer: set defaultServer.enabled: true, or serviceMonitor.enabled: false" }}
+{{- range $key := list "serviceMonitor" "podMonitor" }}
+{{- if and (index $.Values $key).enabled $.Values.defaultServer.enabled (not $.Values.defaultServer.metrics.enabled) }}
+{{- fail (printf "%s.enabled needs defaultServer.metrics.enabled: true (the server serves /metrics only when metrics are on)" $key) }}
 {{- end }}
-{{- if and .Values.serviceMonitor.enabled (not .Values.defaultServer.metrics.enabled) }}
-{{- fail "serviceMonitor.enabled needs defaultServer.metrics.enabled: true (the server serves /metrics only when metrics are on)" }}
 {{- end }}
 {{- end }}
 
@@ -153,6 +153,7 @@ ovserve-operator's command line (operator/ovserve/operator/cli.py): the namespac
 {{- end }}
 - --liveness-port={{ .Values.operator.livenessPort }}
 - --log-level={{ .Values.operator.logLevel }}
+- --server-image={{ include "ovserve.defaultServer.image" . }}
 {{- range .Values.operator.extraArgs }}
 - {{ . | quote }}
 {{- end }}
@@ -174,4 +175,50 @@ app.kubernetes.io/instance: {{ include "ovserve.defaultServer.name" . }}
 
 {{- define "ovserve.defaultServer.portName" -}}
 http
+{{- end }}
+
+{{/*
+Every pool's server pods and Services carry these labels (render.py: labels()): what the
+Pod/ServiceMonitor and the NetworkPolicy select, so every InferenceServer is covered, not
+only the default one.
+*/}}
+{{- define "ovserve.servers.selectorLabels" -}}
+app.kubernetes.io/name: ovserve-server
+app.kubernetes.io/managed-by: ovserve-operator
+{{- end }}
+
+{{/* Scheme of a monitor: its own value, else https when the default server serves TLS. */}}
+{{- define "ovserve.monitorScheme" -}}
+{{- $v := index . 0 }}
+{{- $ctx := index . 1 }}
+{{- if $v.scheme }}{{ $v.scheme }}{{ else }}{{ ternary "https" "http" (not (empty $ctx.Values.defaultServer.tlsSecretName)) }}{{ end }}
+{{- end }}
+
+{{/* namespaceSelector of the monitors: the watched namespaces, or any namespace. */}}
+{{- define "ovserve.monitorNamespaceSelector" -}}
+{{- $ns := include "ovserve.watchNamespaces" . }}
+{{- if $ns }}
+matchNames:
+{{- range splitList "," $ns }}
+  - {{ . }}
+{{- end }}
+{{- else }}
+any: true
+{{- end }}
+{{- end }}
+
+{{/* Relabelings shared by both monitors: a `server` label naming the InferenceServer. */}}
+{{- define "ovserve.monitorRelabelings" -}}
+- sourceLabels: [__meta_kubernetes_pod_label_ovserve_io_server]
+  targetLabel: server
+{{- end }}
+
+{{/* Namespaces the NetworkPolicy is rendered in. */}}
+{{- define "ovserve.networkPolicyNamespaces" -}}
+{{- $ns := .Values.networkPolicy.namespaces }}
+{{- if not $ns }}
+{{- $w := include "ovserve.watchNamespaces" . }}
+{{- $ns = ternary (splitList "," $w) (list .Release.Namespace) (not (empty $w)) }}
+{{- end }}
+{{- join "," (uniq $ns) }}
 {{- end }}

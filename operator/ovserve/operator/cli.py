@@ -68,6 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--status-interval", type=float, default=defaults.status_interval,
                    metavar="S", help="how often every InferenceServer is re-checked "
                    f"(default {defaults.status_interval:.0f})")
+    p.add_argument("--server-image", default=os.environ.get("OVSERVE_SERVER_IMAGE")
+                   or defaults.server_image, metavar="IMAGE",
+                   help="ovserve-server image of InferenceServers that set no spec.image "
+                        f"(default $OVSERVE_SERVER_IMAGE or {defaults.server_image})")
     p.add_argument("--no-events", action="store_true",
                    help="do not post Kubernetes Events (for API stand-ins in tests)")
     return p
@@ -124,6 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             http_timeout=args.http_timeout,
             connect_timeout=args.connect_timeout,
             status_interval=args.status_interval,
+            server_image=args.server_image,
         ),
     )
     run(options)

@@ -55,12 +55,16 @@ class KubeApi(Protocol):
 
     def annotate_pod(self, namespace: str, name: str, annotations: Mapping[str, str]) -> None: ...
 
+    def delete(self, kind: str, namespace: str, name: str) -> None:
+        """Delete a child object the server no longer renders; one that is gone is fine."""
+
 
 _PATHS = {
     "ConfigMap": "/api/v1/namespaces/{ns}/configmaps",
     "Service": "/api/v1/namespaces/{ns}/services",
     "Pod": "/api/v1/namespaces/{ns}/pods",
     "Deployment": "/apis/apps/v1/namespaces/{ns}/deployments",
+    "PodDisruptionBudget": "/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets",
     SERVER_PLURAL: f"/apis/{GROUP}/{VERSION}/namespaces/{{ns}}/{SERVER_PLURAL}",
     MODEL_PLURAL: f"/apis/{GROUP}/{VERSION}/namespaces/{{ns}}/{MODEL_PLURAL}",
 }
@@ -226,3 +230,9 @@ class KubernetesApi:
         path = f"{_PATHS['Pod'].format(ns=namespace)}/{name}"
         self._call("PATCH", path, {"metadata": {"annotations": dict(annotations)}},
                    "application/merge-patch+json")
+
+    def delete(self, kind: str, namespace: str, name: str) -> None:
+        path = f"{_PATHS[kind].format(ns=namespace)}/{name}"
+        status, _ = self._call("DELETE", path)  # 404 (nothing left over) is the usual answer
+        if status != 404:
+            log.info("Deleted %s %s/%s", kind, namespace, name)

@@ -60,6 +60,7 @@ from .reload import (
     read_pod,
 )
 from .resources import (
+    DEFAULT_IMAGE,
     DEFAULT_SERVER,
     MODEL_PLURAL,
     SERVER_PLURAL,
@@ -88,6 +89,7 @@ class Settings:
     http_timeout: float = 60.0  # per call to a pod (a reload waits for model loads)
     connect_timeout: float = 5.0  # opening the TCP connection to a pod
     status_interval: float = 30.0  # the timer that keeps status fresh
+    server_image: str = DEFAULT_IMAGE  # for InferenceServers with no spec.image
 
 
 def resolve_names(models: Sequence[ModelSpec], holders: Mapping[str, str]
@@ -372,7 +374,7 @@ class Reconciler:
                 f"InferenceServer {name!r} not found in namespace {namespace!r}; "
                 "the model waits for it")
         try:
-            server = ServerSpec.from_body(server_body)
+            server = ServerSpec.from_body(server_body, self.settings.server_image)
         except SpecError as exc:
             return self._server_invalid(namespace, name, server_body, str(exc))
 
@@ -397,6 +399,10 @@ class Reconciler:
         self.api.apply(config_map)
         self.api.apply(rendered.deployment)
         self.api.apply(rendered.service)
+        if rendered.pdb is not None:
+            self.api.apply(rendered.pdb)
+        else:  # replicas down to 1 or the budget switched off: none must be left
+            self.api.delete("PodDisruptionBudget", namespace, render.pdb_name(server))
 
         selector = render.selector_labels(server)
         pods, ready = self._ready_pods(namespace, selector)

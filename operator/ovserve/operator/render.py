@@ -15,6 +15,12 @@ What a server ``default`` with one model renders to (abridged)::
         args --config_path /config/config.json --rest_port 8081 ..., probes on
         /v2/health/live and /v2/health/ready, GPU limits, non-root, read-only root filesystem
     Service default: port 8081 -> the pods' "http" port
+    PodDisruptionBudget default (only when replicas > 1): maxUnavailable 1 of the pods
+
+On SIGTERM a server pod reports not-ready at once and keeps answering for ``spec.drainSeconds``
+(``--drain_seconds``), then finishes in-flight requests (up to 30 s): the pod's
+``terminationGracePeriodSeconds`` is the sum plus 5 s, so the kubelet never kills it mid-drain.
+The server waits by itself, so no preStop hook is needed (the image needs no ``sleep``).
 
 The config hash is deliberately **not** in the pod template: a model-only change rewrites the
 ConfigMap and is applied by a reload, while a pool change (image, resources, GPU, placement)
@@ -56,6 +62,9 @@ class Rendered:
     config_map: dict[str, Any]
     deployment: dict[str, Any]
     service: dict[str, Any]
+    # None when replicas <= 1 or spec.podDisruptionBudget.enabled is false: the reconciler then
+    # deletes a PodDisruptionBudget left from before (see pdb_name).
+    pdb: dict[str, Any] | None = None
 
 
 def config_map_name(server: str) -> str:
@@ -161,6 +170,9 @@ def server_args(server: ServerSpec) -> list[str]:
     if server.tls_secret:
         args += ["--ssl_certificate", f"{TLS_DIR}/tls.crt",
                  "--ssl_private_key", f"{TLS_DIR}/tls.key"]
+    if server.compile_cache is not None:
+        args += ["--cache_dir", server.compile_cache.mount_path]
+    args += ["--drain_seconds", str(server.drain_seconds)]
     return args
 
 
@@ -200,6 +212,11 @@ def _volumes(server: ServerSpec) -> tuple[list[dict[str, Any]], list[dict[str, A
         volumes.append({"name": "tls", "secret": {"secretName": server.tls_secret,
                                                    "defaultMode": 0o440}})
         mounts.append({"name": "tls", "mountPath": TLS_DIR, "readOnly": True})
+    if server.compile_cache is not None:
+        volumes.append(server.compile_cache.volume())
+        mounts.append({"name": "cache", "mountPath": server.compile_cache.mount_path})
+    volumes += [dict(v) for v in server.volumes]
+    mounts += [dict(m) for m in server.volume_mounts]
     return volumes, mounts
 
 
@@ -239,7 +256,8 @@ def deployment(server: ServerSpec) -> dict[str, Any]:
         "startupProbe": _probe(server, "/v2/health/live", 2, 30),
         "livenessProbe": _probe(server, "/v2/health/live", 10, 3),
         "readinessProbe": _probe(server, "/v2/health/ready", 5, 3),
-        "securityContext": {
+        "securityContext": dict(server.container_security_context)
+        if server.container_security_context is not None else {
             "allowPrivilegeEscalation": False,
             "readOnlyRootFilesystem": True,
             "runAsNonRoot": True,
@@ -247,20 +265,27 @@ def deployment(server: ServerSpec) -> dict[str, Any]:
         },
         "volumeMounts": mounts,
     }
+    if server.env:
+        container["env"] = [dict(e) for e in server.env]
+    if server.env_from:
+        container["envFrom"] = [dict(e) for e in server.env_from]
     resources = _resources(server)
     if resources:
         container["resources"] = resources
     pod: dict[str, Any] = {
         "automountServiceAccountToken": False,
-        "securityContext": {
+        # Replaced whole by spec.podSecurityContext (OpenShift's restricted SCC: leave out
+        # runAsUser/runAsGroup/fsGroup; Intel GPUs: add the render group to supplementalGroups).
+        "securityContext": dict(server.pod_security_context)
+        if server.pod_security_context is not None else {
             "runAsNonRoot": True,
             "runAsUser": RUN_AS,
             "runAsGroup": RUN_AS,
             "fsGroup": RUN_AS,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        # The server drains in-flight requests for up to 30 s on SIGTERM.
-        "terminationGracePeriodSeconds": 40,
+        # Drain (--drain_seconds), then in-flight requests (30 s), then exit.
+        "terminationGracePeriodSeconds": server.termination_grace_seconds,
         "containers": [container],
         "volumes": volumes,
     }
@@ -274,6 +299,14 @@ def deployment(server: ServerSpec) -> dict[str, Any]:
         pod["tolerations"] = [dict(t) for t in server.tolerations]
     if server.affinity:
         pod["affinity"] = dict(server.affinity)
+    if server.topology_spread_constraints:
+        # A constraint without a labelSelector spreads this server's own pods.
+        pod["topologySpreadConstraints"] = [
+            {"labelSelector": {"matchLabels": selector_labels(server)}, **c}
+            for c in server.topology_spread_constraints
+        ]
+    if server.priority_class_name:
+        pod["priorityClassName"] = server.priority_class_name
     template_meta: dict[str, Any] = {"labels": {**server.pod_labels, **labels(server)}}
     annotations = pod_annotations(server)
     if annotations:
@@ -307,6 +340,28 @@ def service(server: ServerSpec) -> dict[str, Any]:
     })
 
 
+def pdb_name(server: ServerSpec) -> str:
+    return server.name
+
+
+def pod_disruption_budget(server: ServerSpec) -> dict[str, Any] | None:
+    """The server's PodDisruptionBudget, or None when one pod (or none) runs or it is off."""
+    budget = server.disruption
+    if server.replicas <= 1 or not budget.enabled:
+        return None
+    spec: dict[str, Any] = {"selector": {"matchLabels": selector_labels(server)}}
+    if budget.min_available is not None:
+        spec["minAvailable"] = budget.min_available
+    else:
+        spec["maxUnavailable"] = budget.max_unavailable
+    return _with_rendered_hash({
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _metadata(server, pdb_name(server)),
+        "spec": spec,
+    })
+
+
 def render_server(server: ServerSpec, models: Sequence[ModelSpec]) -> Rendered:
     """Render one server: the models it serves, config.json, ConfigMap, Deployment, Service."""
     kept, rejected = select_models([m for m in models if m.server == server.name])
@@ -319,4 +374,5 @@ def render_server(server: ServerSpec, models: Sequence[ModelSpec]) -> Rendered:
         config_map=config_map(server, data),
         deployment=deployment(server),
         service=service(server),
+        pdb=pod_disruption_budget(server),
     )

@@ -57,6 +57,33 @@ DEFAULT_IMAGE = "ovserve-server:0.1.0"
 DEFAULT_GPU_RESOURCE = "gpu.intel.com/i915"
 DEFAULT_MOUNT_PATH = "/models"
 DEFAULT_REST_PORT = 8081
+DEFAULT_CACHE_PATH = "/cache"
+# Seconds a server pod keeps answering after SIGTERM while it reports not-ready, so Services
+# route away before it stops listening (``--drain_seconds``); bound: 0..600.
+DEFAULT_DRAIN_SECONDS = 10
+MAX_DRAIN_SECONDS = 600
+# The server waits this long for in-flight requests after its drain period (server/cli.py).
+INFLIGHT_TIMEOUT_SECONDS = 30
+# Volume names and mount paths the operator renders itself; spec.volumes may not reuse them.
+RESERVED_VOLUMES = ("config", "tmp", "models", "tls", "cache")
+RESERVED_PATHS = ("/config", "/tmp", "/tls")
+_POD_SECURITY_KEYS = {
+    "runAsUser": "int", "runAsGroup": "int", "fsGroup": "int", "runAsNonRoot": "bool",
+    "supplementalGroups": "ints", "fsGroupChangePolicy": "str", "seccompProfile": "obj",
+    "seLinuxOptions": "obj", "sysctls": "list", "appArmorProfile": "obj",
+    "supplementalGroupsPolicy": "str", "windowsOptions": "obj",
+}
+_CONTAINER_SECURITY_KEYS = {
+    "runAsUser": "int", "runAsGroup": "int", "runAsNonRoot": "bool", "privileged": "bool",
+    "allowPrivilegeEscalation": "bool", "readOnlyRootFilesystem": "bool", "capabilities": "obj",
+    "seccompProfile": "obj", "seLinuxOptions": "obj", "procMount": "str",
+    "appArmorProfile": "obj", "windowsOptions": "obj",
+}
+_VOLUME_SOURCES = (
+    "configMap", "secret", "emptyDir", "persistentVolumeClaim", "hostPath", "projected",
+    "downwardAPI", "csi", "ephemeral", "nfs", "image",
+)
+_ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "WARNING", "ERROR")
 SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer")
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
@@ -164,6 +191,36 @@ class Storage:
 
 
 @dataclass(frozen=True)
+class CompileCache:
+    """OpenVINO's model compile cache (``--cache_dir``) on a volume: one of a PVC, a hostPath
+    (node-local, survives pod restarts on that node) or an emptyDir (survives container
+    restarts only)."""
+
+    claim_name: str | None = None
+    host_path: str | None = None
+    empty_dir_size: str | None = None
+    mount_path: str = DEFAULT_CACHE_PATH
+
+    def volume(self) -> dict[str, Any]:
+        if self.claim_name:
+            return {"name": "cache", "persistentVolumeClaim": {"claimName": self.claim_name}}
+        if self.host_path:
+            return {"name": "cache", "hostPath": {"path": self.host_path,
+                                                   "type": "DirectoryOrCreate"}}
+        return {"name": "cache", "emptyDir": {"sizeLimit": self.empty_dir_size}
+                if self.empty_dir_size else {}}
+
+
+@dataclass(frozen=True)
+class Disruption:
+    """The PodDisruptionBudget rendered when ``replicas > 1`` (exactly one of the two set)."""
+
+    enabled: bool = True
+    max_unavailable: int | str | None = 1
+    min_available: int | str | None = None
+
+
+@dataclass(frozen=True)
 class ServerSpec:
     """A decoded InferenceServer: the pool of server pods and how they are run."""
 
@@ -194,6 +251,23 @@ class ServerSpec:
     service_account: str | None = None
     pod_annotations: dict[str, str] = field(default_factory=dict)
     pod_labels: dict[str, str] = field(default_factory=dict)
+    # Pod knobs (issue 13, item 9); None/empty = the operator's hardened defaults (render.py).
+    pod_security_context: dict[str, Any] | None = None
+    container_security_context: dict[str, Any] | None = None
+    topology_spread_constraints: tuple[dict[str, Any], ...] = ()
+    priority_class_name: str | None = None
+    env: tuple[dict[str, Any], ...] = ()
+    env_from: tuple[dict[str, Any], ...] = ()
+    volumes: tuple[dict[str, Any], ...] = ()
+    volume_mounts: tuple[dict[str, Any], ...] = ()
+    compile_cache: CompileCache | None = None
+    disruption: Disruption = field(default_factory=Disruption)
+    drain_seconds: int = DEFAULT_DRAIN_SECONDS
+
+    @property
+    def termination_grace_seconds(self) -> int:
+        """The pod's grace period: the drain, then in-flight requests, plus 5 s to exit."""
+        return self.drain_seconds + INFLIGHT_TIMEOUT_SECONDS + 5
 
     @property
     def mount_path(self) -> str:
@@ -204,8 +278,12 @@ class ServerSpec:
         return "https" if self.tls_secret else "http"
 
     @classmethod
-    def from_body(cls, body: Mapping[str, Any]) -> ServerSpec:
-        """Decode an InferenceServer object (as read from the API); raises :class:`SpecError`."""
+    def from_body(cls, body: Mapping[str, Any], default_image: str = DEFAULT_IMAGE) -> ServerSpec:
+        """Decode an InferenceServer object (as read from the API); raises :class:`SpecError`.
+
+        An empty or missing ``spec.image`` means ``default_image``: the operator's
+        ``--server-image``, so servers follow operator upgrades.
+        """
         name, namespace, uid, generation, deleting = _meta(body)
         spec = _obj(body.get("spec"), "spec")
         resources = _obj(spec.get("resources"), "spec.resources")
@@ -243,6 +321,7 @@ class ServerSpec:
                 f"metadata.name: {name!r} must be a DNS label of at most 56 characters "
                 "(it names the Service and the <name>-config ConfigMap)"
             )
+        storage = _storage(spec.get("storage"))
         return cls(
             name=name,
             namespace=namespace,
@@ -250,7 +329,7 @@ class ServerSpec:
             generation=generation,
             deleting=deleting,
             replicas=_int(spec.get("replicas"), "spec.replicas", 1, 0, 1000),
-            image=_req_str(spec.get("image"), "spec.image", DEFAULT_IMAGE) or DEFAULT_IMAGE,
+            image=_req_str(spec.get("image"), "spec.image", "") or default_image,
             image_pull_policy=_enum(
                 _req_str(spec.get("imagePullPolicy"), "spec.imagePullPolicy", "IfNotPresent"),
                 "spec.imagePullPolicy", PULL_POLICIES,
@@ -267,7 +346,7 @@ class ServerSpec:
             node_selector=_str_map(spec.get("nodeSelector"), "spec.nodeSelector"),
             tolerations=tuple(dict(t) for t in tolerations),
             affinity=_obj(affinity, "spec.affinity") or None,
-            storage=_storage(spec.get("storage")),
+            storage=storage,
             rest_port=_int(spec.get("restPort"), "spec.restPort", DEFAULT_REST_PORT, 1024, 65535),
             service_type=_enum(
                 _req_str(spec.get("serviceType"), "spec.serviceType", "ClusterIP"),
@@ -284,6 +363,7 @@ class ServerSpec:
             service_account=sa,
             pod_annotations=_str_map(spec.get("podAnnotations"), "spec.podAnnotations"),
             pod_labels=_str_map(spec.get("podLabels"), "spec.podLabels"),
+            **_pod_knobs(spec, storage.mount_path if storage else DEFAULT_MOUNT_PATH),
         )
 
 
@@ -331,6 +411,256 @@ def _storage(value: Any) -> Storage | None:
     kind = _req_str(host.get("type"), "spec.storage.hostPath.type", "Directory")
     _enum(kind, "spec.storage.hostPath.type", ("", "Directory", "DirectoryOrCreate"))
     return Storage(host_path=path, host_path_type=kind, sub_path=sub_path, mount_path=mount_path)
+
+
+# ---------------------------------------------------------------- pod knobs (issue 13, item 9)
+
+
+def _list_of_objects(value: Any, path: str) -> list[dict[str, Any]]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, Mapping) for v in value):
+        raise SpecError(f"{path}: expected an array of objects")
+    return [dict(v) for v in value]
+
+
+def _security_context(value: Any, path: str, keys: Mapping[str, str]) -> dict[str, Any] | None:
+    """A securityContext that replaces the operator's default one; types checked per key."""
+    if value is None:
+        return None
+    ctx = _obj(value, path)
+    for key, item in ctx.items():
+        kind = keys.get(key)
+        where = f"{path}.{key}"
+        if kind is None:
+            raise SpecError(f"{where}: unknown field (allowed: {', '.join(sorted(keys))})")
+        if kind == "int":
+            _int(item, where, 0, 0, 2**31 - 1)
+        elif kind == "bool":
+            _bool(item, where, False)
+        elif kind == "str":
+            _str(item, where)
+        elif kind == "obj":
+            _obj(item, where)
+        elif kind == "list":
+            _list_of_objects(item, where)
+        elif kind == "ints" and (not isinstance(item, list) or not all(
+                isinstance(g, int) and not isinstance(g, bool) and 0 <= g < 2**31 for g in item)):
+            raise SpecError(f"{where}: expected an array of group ids (integers >= 0)")
+    if ctx.get("runAsNonRoot") is True and ctx.get("runAsUser") == 0:
+        raise SpecError(f"{path}: runAsNonRoot is true but runAsUser is 0 (root); the kubelet "
+                        "would refuse to start the container")
+    caps = _obj(ctx.get("capabilities"), f"{path}.capabilities")
+    for key in caps:
+        if key not in ("add", "drop"):
+            raise SpecError(f"{path}.capabilities.{key}: unknown field (allowed: add, drop)")
+        _str_list(caps[key], f"{path}.capabilities.{key}")
+    return ctx
+
+
+def _spread(value: Any) -> tuple[dict[str, Any], ...]:
+    out = []
+    for i, item in enumerate(_list_of_objects(value, "spec.topologySpreadConstraints")):
+        where = f"spec.topologySpreadConstraints[{i}]"
+        if item.get("maxSkew") is None:
+            raise SpecError(f"{where}.maxSkew: required (an integer >= 1)")
+        _int(item.get("maxSkew"), f"{where}.maxSkew", 1, 1, 1000)
+        key = _req_str(item.get("topologyKey"), f"{where}.topologyKey", "")
+        if not key:
+            raise SpecError(f"{where}.topologyKey: required, e.g. topology.kubernetes.io/zone")
+        _enum(_req_str(item.get("whenUnsatisfiable"), f"{where}.whenUnsatisfiable", ""),
+              f"{where}.whenUnsatisfiable", ("DoNotSchedule", "ScheduleAnyway"))
+        if "labelSelector" in item:
+            _obj(item["labelSelector"], f"{where}.labelSelector")
+        out.append(item)
+    return tuple(out)
+
+
+def _env(value: Any) -> tuple[dict[str, Any], ...]:
+    seen: set[str] = set()
+    out = []
+    for i, item in enumerate(_list_of_objects(value, "spec.env")):
+        where = f"spec.env[{i}]"
+        name = _req_str(item.get("name"), f"{where}.name", "")
+        _match(name, f"{where}.name", _ENV_NAME, "a valid environment variable name")
+        if name in seen:
+            raise SpecError(f"{where}.name: {name!r} is given twice")
+        seen.add(name)
+        if "value" in item and "valueFrom" in item:
+            raise SpecError(f"{where}: give value or valueFrom, not both")
+        if "value" in item:
+            _str(item["value"], f"{where}.value")
+        if "valueFrom" in item:
+            source = _obj(item["valueFrom"], f"{where}.valueFrom")
+            if len(source) != 1:
+                raise SpecError(f"{where}.valueFrom: give exactly one of configMapKeyRef, "
+                                "secretKeyRef, fieldRef, resourceFieldRef")
+        unknown = set(item) - {"name", "value", "valueFrom"}
+        if unknown:
+            raise SpecError(f"{where}.{sorted(unknown)[0]}: unknown field "
+                            "(allowed: name, value, valueFrom)")
+        out.append(item)
+    return tuple(out)
+
+
+def _env_from(value: Any) -> tuple[dict[str, Any], ...]:
+    out = []
+    for i, item in enumerate(_list_of_objects(value, "spec.envFrom")):
+        where = f"spec.envFrom[{i}]"
+        refs = [k for k in ("configMapRef", "secretRef") if k in item]
+        if len(refs) != 1:
+            raise SpecError(f"{where}: give exactly one of configMapRef and secretRef")
+        ref = _obj(item[refs[0]], f"{where}.{refs[0]}")
+        _match(_req_str(ref.get("name"), f"{where}.{refs[0]}.name", ""),
+               f"{where}.{refs[0]}.name", _DNS_SUBDOMAIN, "a valid object name")
+        if "prefix" in item:
+            _str(item["prefix"], f"{where}.prefix")
+        out.append(item)
+    return tuple(out)
+
+
+def _volumes(value: Any) -> tuple[dict[str, Any], ...]:
+    names: set[str] = set()
+    out = []
+    for i, item in enumerate(_list_of_objects(value, "spec.volumes")):
+        where = f"spec.volumes[{i}]"
+        name = _req_str(item.get("name"), f"{where}.name", "")
+        _match(name, f"{where}.name", _DNS_LABEL, "a DNS label (lower case, digits, '-')")
+        if name in RESERVED_VOLUMES:
+            raise SpecError(f"{where}.name: {name!r} is a volume the operator renders itself "
+                            f"(reserved: {', '.join(RESERVED_VOLUMES)})")
+        if name in names:
+            raise SpecError(f"{where}.name: {name!r} is given twice")
+        names.add(name)
+        sources = [k for k in item if k != "name"]
+        if len(sources) != 1:
+            raise SpecError(f"{where}: give exactly one volume source "
+                            f"(e.g. {', '.join(_VOLUME_SOURCES[:5])}), got {sources or 'none'}")
+        _obj(item[sources[0]], f"{where}.{sources[0]}")
+        out.append(item)
+    return tuple(out)
+
+
+def _volume_mounts(value: Any, volumes: tuple[dict[str, Any], ...], taken: tuple[str, ...]
+                   ) -> tuple[dict[str, Any], ...]:
+    known = {v["name"] for v in volumes}
+    paths: set[str] = set()
+    out = []
+    for i, item in enumerate(_list_of_objects(value, "spec.volumeMounts")):
+        where = f"spec.volumeMounts[{i}]"
+        name = _req_str(item.get("name"), f"{where}.name", "")
+        if name not in known:
+            raise SpecError(f"{where}.name: {name!r} is not a volume in spec.volumes "
+                            f"(known: {', '.join(sorted(known)) or 'none'})")
+        path = _req_str(item.get("mountPath"), f"{where}.mountPath", "")
+        if not path.startswith("/") or ".." in path.split("/"):
+            raise SpecError(f"{where}.mountPath: {path!r} must be an absolute path without '..'")
+        norm = path.rstrip("/") or "/"
+        if norm == "/" or norm in taken:
+            raise SpecError(f"{where}.mountPath: {path!r} is used by the server itself "
+                            f"({', '.join(taken)})")
+        if norm in paths:
+            raise SpecError(f"{where}.mountPath: {path!r} is mounted twice")
+        paths.add(norm)
+        if "readOnly" in item:
+            _bool(item["readOnly"], f"{where}.readOnly", False)
+        sub = _str(item.get("subPath"), f"{where}.subPath")
+        if sub is not None and (sub.startswith("/") or ".." in sub.split("/")):
+            raise SpecError(f"{where}.subPath: {sub!r} must be a relative path without '..'")
+        unknown = set(item) - {"name", "mountPath", "readOnly", "subPath", "mountPropagation",
+                               "subPathExpr", "recursiveReadOnly"}
+        if unknown:
+            raise SpecError(f"{where}.{sorted(unknown)[0]}: unknown field")
+        out.append(item)
+    return tuple(out)
+
+
+def _compile_cache(value: Any, taken: tuple[str, ...]) -> CompileCache | None:
+    if value is None:
+        return None
+    spec = _obj(value, "spec.compileCache")
+    sources = [k for k in ("persistentVolumeClaim", "hostPath", "emptyDir") if k in spec]
+    if len(sources) != 1:
+        raise SpecError("spec.compileCache: give exactly one of persistentVolumeClaim, hostPath, "
+                        "emptyDir")
+    mount = _req_str(spec.get("mountPath"), "spec.compileCache.mountPath", DEFAULT_CACHE_PATH)
+    if not mount.startswith("/") or ".." in mount.split("/") or mount.rstrip("/") in taken \
+            or mount.rstrip("/") == "":
+        raise SpecError(f"spec.compileCache.mountPath: {mount!r} must be an absolute path not "
+                        f"used by the server itself ({', '.join(taken)})")
+    body = _obj(spec[sources[0]], f"spec.compileCache.{sources[0]}")
+    if sources[0] == "persistentVolumeClaim":
+        claim = _req_str(body.get("claimName"),
+                         "spec.compileCache.persistentVolumeClaim.claimName", "")
+        _match(claim, "spec.compileCache.persistentVolumeClaim.claimName", _DNS_SUBDOMAIN,
+               "a valid claim name")
+        return CompileCache(claim_name=claim, mount_path=mount)
+    if sources[0] == "hostPath":
+        path = _req_str(body.get("path"), "spec.compileCache.hostPath.path", "")
+        if not path.startswith("/"):
+            raise SpecError(f"spec.compileCache.hostPath.path: {path!r} must be an absolute path")
+        return CompileCache(host_path=path, mount_path=mount)
+    size = body.get("sizeLimit")
+    if size is not None and (isinstance(size, bool) or not isinstance(size, str | int)):
+        raise SpecError(f"spec.compileCache.emptyDir.sizeLimit: expected a quantity like 2Gi, "
+                        f"got {size!r}")
+    return CompileCache(empty_dir_size=None if size is None else str(size), mount_path=mount)
+
+
+_PERCENT = re.compile(r"^(100|[1-9]?[0-9])%$")
+
+
+def _budget_value(value: Any, path: str) -> int | str:
+    if isinstance(value, str) and _PERCENT.match(value):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    raise SpecError(f"{path}: expected an integer >= 0 or a percentage like 50%, got {value!r}")
+
+
+def _disruption(value: Any) -> Disruption:
+    spec = _obj(value, "spec.podDisruptionBudget")
+    enabled = _bool(spec.get("enabled"), "spec.podDisruptionBudget.enabled", True)
+    max_u, min_a = spec.get("maxUnavailable"), spec.get("minAvailable")
+    if max_u is not None and min_a is not None:
+        raise SpecError("spec.podDisruptionBudget: give maxUnavailable or minAvailable, not both")
+    if min_a is not None:
+        return Disruption(enabled, None,
+                          _budget_value(min_a, "spec.podDisruptionBudget.minAvailable"))
+    if max_u is not None:
+        max_u = _budget_value(max_u, "spec.podDisruptionBudget.maxUnavailable")
+        if max_u in (0, "0%"):
+            raise SpecError("spec.podDisruptionBudget.maxUnavailable: 0 would block every node "
+                            "drain; use at least 1 (or set enabled: false)")
+    return Disruption(enabled, 1 if max_u is None else max_u, None)
+
+
+def _pod_knobs(spec: Mapping[str, Any], models_path: str) -> dict[str, Any]:
+    """Decode the pod-level knobs of an InferenceServer spec (fields of :class:`ServerSpec`)."""
+    pcn = _str(spec.get("priorityClassName"), "spec.priorityClassName")
+    if pcn is not None:
+        _match(pcn, "spec.priorityClassName", _DNS_SUBDOMAIN, "a PriorityClass name")
+    taken: tuple[str, ...] = (*RESERVED_PATHS, models_path.rstrip("/") or "/")
+    cache = _compile_cache(spec.get("compileCache"), taken)
+    if cache is not None:
+        taken = (*taken, cache.mount_path.rstrip("/"))
+    volumes = _volumes(spec.get("volumes"))
+    return {
+        "pod_security_context": _security_context(
+            spec.get("podSecurityContext"), "spec.podSecurityContext", _POD_SECURITY_KEYS),
+        "container_security_context": _security_context(
+            spec.get("securityContext"), "spec.securityContext", _CONTAINER_SECURITY_KEYS),
+        "topology_spread_constraints": _spread(spec.get("topologySpreadConstraints")),
+        "priority_class_name": pcn or None,
+        "env": _env(spec.get("env")),
+        "env_from": _env_from(spec.get("envFrom")),
+        "volumes": volumes,
+        "volume_mounts": _volume_mounts(spec.get("volumeMounts"), volumes, taken),
+        "compile_cache": cache,
+        "disruption": _disruption(spec.get("podDisruptionBudget")),
+        "drain_seconds": _int(spec.get("drainSeconds"), "spec.drainSeconds",
+                              DEFAULT_DRAIN_SECONDS, 0, MAX_DRAIN_SECONDS),
+    }
 
 
 # ---------------------------------------------------------------- InferenceModel

@@ -390,6 +390,7 @@ def server_status(server: ServerSpec, selector: str, pool: Pool, models: int,
         "desiredConfigHash": result.expected if result else "",
         "appliedPods": f"{applied}/{pool.ready}",
         "message": message,
+        "image": server.image,  # the image the pods run (spec.image or --server-image)
     }
     ready = reason in ("Ready", "ScaledToZero") and not gave_up
     stalled = gave_up is not None

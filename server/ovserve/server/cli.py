@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import signal
 import ssl
 import sys
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -31,6 +33,9 @@ from .config import (
 log = logging.getLogger("ovserve.server")
 
 EX_USAGE = 2
+# Bound of --drain_seconds; in-flight requests then get up to INFLIGHT_TIMEOUT more.
+MAX_DRAIN_SECONDS = 600
+INFLIGHT_TIMEOUT = 30.0
 DEMO_MODEL_NAME = "demo"
 
 
@@ -58,6 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--log_level", default="INFO",
                    choices=["TRACE", "DEBUG", "INFO", "WARNING", "ERROR"])
     g.add_argument("--log_path", default=None, help="log to this file instead of stderr")
+    g.add_argument("--log_format", default="text", choices=["text", "json"],
+                   help="text (OVMS-like lines) or json (one JSON object per line, for log "
+                        "collectors)")
+    g.add_argument("--drain_seconds", type=float, default=0.0,
+                   help="on SIGTERM, answer /v2/health/ready with 503 at once but keep serving "
+                        f"for this many seconds (0..{MAX_DRAIN_SECONDS}) so load balancers "
+                        "route away, then finish in-flight requests and exit (default 0)")
     g.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0,
                    help="config and version folder watch period; 0 disables watching")
     g.add_argument("--cache_dir", default=None, help="OpenVINO model compile cache folder")
@@ -151,6 +163,8 @@ def validate(args: argparse.Namespace) -> Settings:
         raise UsageError("rest_workers count should be from 2 to 10000")
     if args.file_system_poll_wait_seconds < 0:
         raise UsageError("file_system_poll_wait_seconds must be >= 0")
+    if not 0 <= args.drain_seconds <= MAX_DRAIN_SECONDS:
+        raise UsageError(f"drain_seconds must be from 0 to {MAX_DRAIN_SECONDS}")
     if not 1 <= args.max_request_mb <= 4096:
         raise UsageError("max_request_mb must be from 1 to 4096")
     model_flags = [f for f in _MODEL_FLAGS if getattr(args, f) is not None]
@@ -190,10 +204,32 @@ def validate(args: argparse.Namespace) -> Settings:
     return Settings(args=args, single_model=single, metrics_names=names, tls=tls)
 
 
-def setup_logging(level: str, path: str | None) -> None:
+class JsonFormatter(logging.Formatter):
+    """``--log_format json``: one JSON object per line (time in RFC 3339 UTC, level, logger,
+    pid, message, and the traceback as ``exception`` when there is one)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, object] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S")
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "pid": record.process,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            out["exception"] = self.formatException(record.exc_info)
+        return json.dumps(out, ensure_ascii=False)
+
+
+JsonFormatter.converter = time.gmtime
+
+
+def setup_logging(level: str, path: str | None, fmt: str = "text") -> None:
     numeric = logging.DEBUG if level in ("TRACE", "DEBUG") else getattr(logging, level)
     handler: logging.Handler = logging.FileHandler(path) if path else logging.StreamHandler()
     handler.setFormatter(
+        JsonFormatter() if fmt == "json" else
         logging.Formatter("[%(asctime)s][%(process)d][%(name)s][%(levelname)s] %(message)s")
     )
     root = logging.getLogger()
@@ -287,10 +323,19 @@ async def serve(settings: Settings) -> int:
         host = "127.0.0.1" if args.rest_bind_address in ("0.0.0.0", "::") else args.rest_bind_address
         print(demo_banner(scheme, host, args.rest_port), flush=True)
     await stop.wait()
+    if args.drain_seconds > 0:
+        # Not ready at once, still serving: endpoints and kube-proxy route away meanwhile.
+        # A second SIGTERM/SIGINT ends the wait early.
+        deps.draining = True
+        stop.clear()
+        log.info("Draining: /v2/health/ready answers 503; still serving for %g s",
+                 args.drain_seconds)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=args.drain_seconds)
     log.info("Shutting down: no new connections; finishing in-flight requests")
     server.stop()
-    if not await deps.inflight.drain(timeout=30.0):
-        log.warning("Requests still in flight after 30 s; stopping anyway")
+    if not await deps.inflight.drain(timeout=INFLIGHT_TIMEOUT):
+        log.warning("Requests still in flight after %g s; stopping anyway", INFLIGHT_TIMEOUT)
     await manager.stop()
     await server.close_all_connections()
     codec_pool.shutdown(wait=True)
@@ -317,7 +362,7 @@ def demo_banner(scheme: str, host: str, port: int) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    setup_logging(args.log_level, args.log_path)
+    setup_logging(args.log_level, args.log_path, args.log_format)
     try:
         settings = validate(args)
     except UsageError as exc:

@@ -81,6 +81,8 @@ class Deps:
     large_body_bytes: int = 256 * 1024
     server_version: str = ""
     inflight: InFlight = field(default_factory=InFlight)
+    # Set on SIGTERM (cli.serve): /v2/health/ready answers 503 while the server drains.
+    draining: bool = False
 
 
 def _simple_error(message: str) -> bytes:

@@ -4,6 +4,7 @@ Routes::
 
     GET  /v2/health/live                                 200, empty body
     GET  /v2/health/ready                                200 once the initial config is loaded, else 503
+                                                         (503 also while draining after SIGTERM)
     GET  /v2                                             server metadata
     GET  /v2/models/{m}[/versions/{v}]                   model metadata
     GET  /v2/models/{m}[/versions/{v}]/ready             200 when that version is AVAILABLE, else 404
@@ -57,6 +58,9 @@ class LiveHandler(V2Handler):
 
 class ReadyHandler(V2Handler):
     def get(self) -> None:
+        if self.deps.draining:
+            self.send(self.encode_error("Server is shutting down"), 503)
+            return
         if not self.deps.manager.ready:
             self.send(self.encode_error("Server is not ready"), 503)
             return
