@@ -22,7 +22,8 @@ _GET_BYTES = 4 * 1024 * 1024
 
 def _describe(exc: Exception) -> str:
     if isinstance(exc, HttpResponseError):
-        code = getattr(exc, "error_code", None) or f"HTTP {exc.status_code}"
+        raw = getattr(exc, "error_code", None)
+        code = str(getattr(raw, "value", raw)) if raw else f"HTTP {exc.status_code}"
         first = (exc.message or str(exc)).splitlines()[0]
         return f"{code}: {first}"
     return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
