@@ -289,7 +289,8 @@ class Reconciler:
                 continue
             previous = body.get("status")
             if model.name in rendered.rejected:
-                new = status.pending_status(model, "NameConflict", rendered.rejected[model.name],
+                reason = rendered.reasons.get(model.name, "NameConflict")
+                new = status.pending_status(model, reason, rendered.rejected[model.name],
                                             stamp, previous, state=status.FAILED)
             else:
                 new = status.model_status(model, server, result, pool, stamp, previous, gave_up)

@@ -1,0 +1,104 @@
+"""InferenceModel.spec.storageUri / storageSecret: decoding, the config entry, and how the
+credentials of several models reach one server's pods (one Secret per provider per server)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kubernetes_validate
+import pytest
+from operator_fakes import model_body, server_body
+
+from ovserve.operator import render
+from ovserve.operator.resources import ModelSpec, ServerSpec, SpecError
+from ovserve.server.config import parse_config
+
+K8S_VERSION = "1.30.0"
+
+
+def model(name: str, created: str = "2026-01-01T00:00:00Z", **spec: Any) -> ModelSpec:
+    return ModelSpec.from_body(model_body(name, created=created, **{"server": "srv", **spec}))
+
+
+def rendered(*models: ModelSpec, **server: Any) -> render.Rendered:
+    return render.render_server(ServerSpec.from_body(server_body("srv", **server)), list(models))
+
+
+def container(out: render.Rendered) -> dict[str, Any]:
+    (c,) = out.deployment["spec"]["template"]["spec"]["containers"]
+    return dict(c)
+
+
+def test_storage_uri_becomes_the_base_path_as_written() -> None:
+    m = model("resnet", storageUri="s3://models/vision/resnet50/", storageSecret="s3-creds")
+    assert (m.storage_uri, m.storage_scheme, m.storage_secret) == (
+        "s3://models/vision/resnet50", "s3", "s3-creds")
+    out = rendered(m, storage={"persistentVolumeClaim": {"claimName": "repo"}})
+    (entry,) = parse_config(out.config, base_dir="/").models
+    assert entry.base_path == "s3://models/vision/resnet50"
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"storageUri": "s3://models/m", "basePath": "m"}, "give either basePath"),
+        ({"storageUri": "hdfs://cluster/m"}, "spec.storageUri: 'hdfs://cluster/m' is not an object storage URI"),
+        ({"storageUri": "azfs://share/m"}, "is not an object storage URI"),
+        ({"storageUri": "s3://Bad_Bucket/m"}, "is not an object storage URI"),
+        ({"storageSecret": "creds"}, "spec.storageSecret: only used with spec.storageUri"),
+        ({"storageUri": "gs://b-1/m", "storageSecret": "Not_A_Name"}, "spec.storageSecret: 'Not_A_Name' is not a valid Secret name"),
+    ],
+)
+def test_refused_specs_name_the_field(spec: dict[str, Any], message: str) -> None:
+    with pytest.raises(SpecError) as err:
+        model("m", **spec)
+    assert message in str(err.value)
+
+
+def test_each_provider_renders_its_credentials_into_the_pods() -> None:
+    out = rendered(model("a", storageUri="s3://models/a", storageSecret="s3-creds"),
+                   model("b", storageUri="gs://models/b", storageSecret="gcs-key"),
+                   model("c", storageUri="az://models/c", storageSecret="azure-conn"))
+    c = container(out)
+    env = {e["name"]: e for e in c["env"]}
+    assert env["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"] == {"name": "s3-creds", "key": "AWS_ACCESS_KEY_ID"}
+    assert env["S3_ENDPOINT"]["valueFrom"]["secretKeyRef"] == {"name": "s3-creds", "key": "S3_ENDPOINT", "optional": True}
+    assert set(env) >= set(render.S3_KEYS)
+    assert env["GOOGLE_APPLICATION_CREDENTIALS"] == {"name": "GOOGLE_APPLICATION_CREDENTIALS", "value": "/var/run/secrets/ovserve/gs/key.json"}
+    assert env["AZURE_STORAGE_CONNECTION_STRING"]["valueFrom"]["secretKeyRef"] == {"name": "azure-conn", "key": "AZURE_STORAGE_CONNECTION_STRING"}
+    volumes = {v["name"]: v for v in out.deployment["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["gcs-credentials"]["secret"]["secretName"] == "gcs-key"
+    assert {"name": "gcs-credentials", "mountPath": "/var/run/secrets/ovserve/gs", "readOnly": True} in c["volumeMounts"]
+    assert out.rejected == {}
+    for obj in (out.config_map, out.deployment, out.service):
+        kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+
+
+def test_models_share_one_secret_per_provider_and_a_different_one_is_refused() -> None:
+    first = model("first", "2026-01-01T00:00:00Z", storageUri="s3://models/a", storageSecret="team-a")
+    same = model("same", "2026-01-02T00:00:00Z", storageUri="s3://other-bucket/b", storageSecret="team-a")
+    none = model("none", "2026-01-03T00:00:00Z", storageUri="s3://models/c")
+    clash = model("clash", "2026-01-04T00:00:00Z", storageUri="s3://models/d", storageSecret="team-b")
+    gcs = model("gcs", "2026-01-05T00:00:00Z", storageUri="gs://models/e", storageSecret="team-b")
+    out = rendered(clash, gcs, none, same, first)
+    assert [m.name for m in out.models] == ["first", "gcs", "none", "same"]
+    assert out.rejected == {"clash": (
+        "spec.storageSecret: server 'srv' already reads s3:// with Secret 'team-a' (InferenceModel "
+        "'first'); credentials are environment variables of the server's pods, so every s3:// "
+        "model of one server uses the same Secret: use 'team-a', or serve this model from "
+        "another InferenceServer")}
+    assert out.reasons["clash"] == "StorageSecretConflict"
+    names = sorted(m.name for m in parse_config(out.config, base_dir="/").models)
+    assert names == ["first", "gcs", "none", "same"]
+
+
+def test_a_model_reusing_the_servers_secret_does_not_roll_the_pods() -> None:
+    one = rendered(model("a", storageUri="s3://models/a", storageSecret="creds"))
+    two = rendered(model("a", storageUri="s3://models/a", storageSecret="creds"),
+                   model("b", storageUri="s3://models/b", storageSecret="creds"),
+                   model("c", basePath="c"))
+    assert one.deployment["spec"]["template"] == two.deployment["spec"]["template"]
+    assert one.config_hash != two.config_hash
+    plain = rendered(model("c", basePath="c"))
+    assert "env" not in container(plain)  # no storage secret: the pod template is as before
+    assert plain.deployment["spec"]["template"] != one.deployment["spec"]["template"]
