@@ -102,3 +102,18 @@ def test_a_model_reusing_the_servers_secret_does_not_roll_the_pods() -> None:
     plain = rendered(model("c", basePath="c"))
     assert "env" not in container(plain)  # no storage secret: the pod template is as before
     assert plain.deployment["spec"]["template"] != one.deployment["spec"]["template"]
+
+
+def test_a_storage_model_with_no_version_points_at_the_pods_error() -> None:
+    from ovserve.operator import status
+    from ovserve.operator.reload import HandshakeResult, PodReport
+
+    spec = model("resnet", storageUri="s3://models/resnet50", storageSecret="creds")
+    server = ServerSpec.from_body(server_body("srv"))
+    result = HandshakeResult("a" * 64, (PodReport("p1", "a" * 64, True, {"resnet": ()}),))
+    out = status.model_status(spec, server, result, status.Pool(1, 1, 1), "2026-05-01T10:00:00Z")
+    assert out["state"] == "Failed"
+    assert out["message"] == (
+        "pod p1 serves no version of model 'resnet' from s3://models/resnet50: GET "
+        "/v1/models/resnet on the pod gives the storage's error (wrong credentials, unreachable "
+        "endpoint, no numbered version folder)")

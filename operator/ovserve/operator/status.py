@@ -173,6 +173,11 @@ def model_status(model: ModelSpec, server: ServerSpec, result: HandshakeResult, 
         listed_before = any(name in p.models for p in stale)
         state = LOADING if listed_before else PENDING
         message = f"waiting for {len(stale)} pod(s) to load config {result.expected[:12]}"
+    elif empty and not settling and model.storage_uri:
+        state = FAILED
+        message = (f"pod {empty[0]} serves no version of model {name!r} from "
+                   f"{model.storage_uri}: GET /v1/models/{name} on the pod gives the storage's "
+                   "error (wrong credentials, unreachable endpoint, no numbered version folder)")
     elif empty and not settling:
         state = FAILED
         message = (f"pod {empty[0]} serves no version of model {name!r}: is there a numbered "
