@@ -117,3 +117,24 @@ def test_a_storage_model_with_no_version_points_at_the_pods_error() -> None:
         "pod p1 serves no version of model 'resnet' from s3://models/resnet50: GET "
         "/v1/models/resnet on the pod gives the storage's error (wrong credentials, unreachable "
         "endpoint, no numbered version folder)")
+
+
+def test_reconcile_fails_the_model_with_a_second_secret_and_renders_the_first(kube: Any, pods: Any) -> None:
+    from ovserve.operator.reconcile import Reconciler, Settings
+
+    kube.add(server_body())
+    kube.add(model_body("first", created="2026-01-01T00:00:00Z", storageUri="s3://models/a",
+                        storageSecret="team-a"))
+    kube.add(model_body("second", created="2026-01-02T00:00:00Z", storageUri="s3://models/b",
+                        storageSecret="team-b"))
+    reconciler = Reconciler(kube, pods, Settings(reload_timeout=60, retry_delay=1, max_retry_delay=8),
+                            clock=lambda: 1_000_000.0)
+    outcome = reconciler.reconcile_server("ml", "default")
+    assert outcome.states["second"] == "Failed"
+    second = kube.models[("ml", "second")]["status"]
+    assert "already reads s3:// with Secret 'team-a'" in second["message"]
+    ready = next(c for c in second["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "StorageSecretConflict")
+    deployment = next(obj for key, obj in kube.children.items() if obj["kind"] == "Deployment")
+    env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {e["valueFrom"]["secretKeyRef"]["name"] for e in env} == {"team-a"}
