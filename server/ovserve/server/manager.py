@@ -264,7 +264,7 @@ class ModelManager:
             if acquired:
                 self._lock.release()
             if self._storage is not None:
-                self._storage.close()
+                await asyncio.to_thread(self._storage.close)  # removes the cache copies
 
     async def reload(self) -> ReloadReport:
         """Re-read the config file if its hash changed, then rescan every model's versions.
@@ -734,9 +734,7 @@ class ModelManager:
             await old._wait_idle()
         except asyncio.CancelledError:  # stop() gave up waiting: close anyway
             slot.retiring.discard(old)
-            old.model.close()
-            if old.local_copy is not None and self._storage is not None:
-                self._storage.cache.remove(old.local_copy)
+            old.model.close()  # its cache copy goes when stop() closes the storage
             raise
         slot.retiring.discard(old)
         await self._close(old)

@@ -24,7 +24,7 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from . import DEFAULT_TIMEOUT, RemoteFile, StorageError, Store, open_store
 
@@ -38,6 +38,11 @@ T = TypeVar("T")
 
 def _size(n: int) -> str:
     return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n} bytes"
+
+
+def _consume(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled():
+        fut.exception()
 
 
 class ModelCache:
@@ -148,6 +153,7 @@ class RemoteStorage:
 
     async def _run(self, fn: Callable[[], T], deadline: float | None) -> T:
         fut = asyncio.get_running_loop().run_in_executor(self._pool, fn)
+        fut.add_done_callback(_consume)  # a call abandoned at its deadline may still fail later
         if deadline is None:
             return await fut
         try:
