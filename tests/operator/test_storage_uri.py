@@ -138,3 +138,51 @@ def test_reconcile_fails_the_model_with_a_second_secret_and_renders_the_first(ku
     deployment = next(obj for key, obj in kube.children.items() if obj["kind"] == "Deployment")
     env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
     assert {e["valueFrom"]["secretKeyRef"]["name"] for e in env} == {"team-a"}
+
+
+def test_handshake_reads_why_a_model_has_no_version_and_status_shows_it() -> None:
+    from operator_fakes import FakePods, ovms_body
+
+    from ovserve.operator import status
+    from ovserve.operator.reload import PodTarget, check_pod
+
+    url, expected = "http://10.0.0.1:8081", "a" * 64
+    pods = FakePods()
+    pods.applied[url] = expected
+    pods.bodies[url] = ovms_body({"resnet": [], "add": [(1, "AVAILABLE", "OK", "OK")]})
+    why = ("Cannot list s3://models/resnet50: InvalidAccessKeyId: The AWS Access Key Id you "
+           "provided does not exist in our records.")
+    pods.model_errors["resnet"] = why
+    report = check_pod(PodTarget("p1", url), expected, pods)
+    assert report.applied and report.model_errors == {"resnet": why}
+    assert ("GET", f"{url}/v1/models/add") not in pods.calls  # only models with no version
+    spec = model("resnet", storageUri="s3://models/resnet50", storageSecret="creds")
+    server = ServerSpec.from_body(server_body("srv"))
+    from ovserve.operator.reload import HandshakeResult
+
+    out = status.model_status(spec, server, HandshakeResult(expected, (report,)),
+                              status.Pool(1, 1, 1), "2026-05-01T10:00:00Z")
+    assert (out["state"], out["message"]) == ("Failed", f"pod p1 serves no version of model 'resnet': {why}")
+
+
+def test_a_reload_answered_400_with_the_new_hash_counts_as_applied() -> None:
+    from operator_fakes import FakePods, ovms_body
+
+    from ovserve.operator.reload import PodTarget, check_pod
+
+    url, old, new = "http://10.0.0.1:8081", "b" * 64, "a" * 64
+    pods = FakePods()
+    pods.applied[url] = old
+    pods.bodies[url] = ovms_body({"gone": []})
+    pods.model_errors["gone"] = "The model base path does not exist or is not a directory: /models/gone"
+
+    def reload_400(u: str) -> Any:
+        from ovserve.operator.reload import PodReply
+
+        pods.applied[u] = new  # the server applied the new config, one entry failed
+        return PodReply(400, new, {"error": "Reloading config file failed. Check server logs for more info. - model gone: …"})
+
+    pods.reload = reload_400  # type: ignore[method-assign]
+    report = check_pod(PodTarget("p1", url), new, pods)
+    assert report.applied and report.error is None
+    assert report.model_errors == {"gone": pods.model_errors["gone"]}

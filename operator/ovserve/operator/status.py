@@ -173,6 +173,11 @@ def model_status(model: ModelSpec, server: ServerSpec, result: HandshakeResult, 
         listed_before = any(name in p.models for p in stale)
         state = LOADING if listed_before else PENDING
         message = f"waiting for {len(stale)} pod(s) to load config {result.expected[:12]}"
+    elif empty and not settling and any(name in p.model_errors for p in applied):
+        state = FAILED
+        pod_name, why = next((p.name, p.model_errors[name]) for p in applied
+                             if name in p.model_errors)
+        message = f"pod {pod_name} serves no version of model {name!r}: {why}"
     elif empty and not settling and model.storage_uri:
         state = FAILED
         message = (f"pod {empty[0]} serves no version of model {name!r} from "

@@ -71,6 +71,17 @@ def test_failing_entries_fail_alone_and_say_why(server: ServerProcess) -> None:
         "add", "broken", "hadoop", "resnet", "share"]
 
 
+def test_the_operators_handshake_reads_the_reason_from_a_real_server(server: ServerProcess) -> None:
+    from ovserve.operator.reload import HttpPodClient, PodTarget, check_pod
+
+    expected = requests.get(f"{server.url}/v1/config", timeout=10).headers["X-Ovserve-Config-Hash"]
+    report = check_pod(PodTarget("pod-0", server.url), expected, HttpPodClient(timeout=10))
+    assert report.applied
+    assert sorted(report.model_errors) == ["hadoop", "resnet", "share"]
+    assert report.model_errors["resnet"].startswith("Cannot list s3://inference/resnet: ")
+    assert "broken" not in report.model_errors  # it has a (failed) version: its status says why
+
+
 def test_a_schema_failure_still_refuses_the_start(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text('{"model_config_list": [{"config": {"name": "m", "base_path": "s3://b/m", "nireq": "x"}}]}')
     proc = start_server(["--config_path", str(tmp_path / "config.json")], workdir=tmp_path,
