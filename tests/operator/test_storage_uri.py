@@ -43,7 +43,7 @@ def test_storage_uri_becomes_the_base_path_as_written() -> None:
     [
         ({"storageUri": "s3://models/m", "basePath": "m"}, "give either basePath"),
         ({"storageUri": "hdfs://cluster/m"}, "spec.storageUri: 'hdfs://cluster/m' is not an object storage URI"),
-        ({"storageUri": "azfs://share/m"}, "is not an object storage URI"),
+        ({"storageUri": "gcs://bucket/m"}, "is not an object storage URI"),
         ({"storageUri": "s3://Bad_Bucket/m"}, "is not an object storage URI"),
         ({"storageSecret": "creds"}, "spec.storageSecret: only used with spec.storageUri"),
         ({"storageUri": "gs://b-1/m", "storageSecret": "Not_A_Name"}, "spec.storageSecret: 'Not_A_Name' is not a valid Secret name"),
@@ -186,3 +186,16 @@ def test_a_reload_answered_400_with_the_new_hash_counts_as_applied() -> None:
     report = check_pod(PodTarget("p1", url), new, pods)
     assert report.applied and report.error is None
     assert report.model_errors == {"gone": pods.model_errors["gone"]}
+
+
+def test_azure_blob_and_files_models_share_the_azure_secret() -> None:
+    blob = model("blob", "2026-01-01T00:00:00Z", storageUri="az://models/a", storageSecret="azure")
+    files = model("files", "2026-01-02T00:00:00Z", storageUri="azfs://share/b", storageSecret="other")
+    assert files.storage_scheme == "az"
+    out = rendered(blob, files)
+    assert [m.name for m in out.models] == ["blob"]
+    assert "already reads az:// with Secret 'azure'" in out.rejected["files"]
+    same = model("files", "2026-01-02T00:00:00Z", storageUri="azfs://share/b", storageSecret="azure")
+    out = rendered(blob, same)
+    assert sorted(m.base_path for m in parse_config(out.config, base_dir="/").models) == [
+        "az://models/a", "azfs://share/b"]

@@ -33,7 +33,8 @@ s3     keys AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and optionally AWS_SESSION_
        AWS_REGION, S3_ENDPOINT, S3_USE_HTTPS -> the env vars of the same names
 gs     key ``key.json`` (a service-account key) -> mounted read-only under
        /var/run/secrets/ovserve/gs, GOOGLE_APPLICATION_CREDENTIALS points at it
-az     key AZURE_STORAGE_CONNECTION_STRING -> the env var of the same name
+az     key AZURE_STORAGE_CONNECTION_STRING -> the env var of the same name (``az://`` and
+       ``azfs://`` models both read it, so they share one Secret)
 =====  =====================================================================================
 """
 

@@ -74,8 +74,8 @@ _RESOURCE_NAME = re.compile(
 )
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _BASE_PATH = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_./-]*$")
-_STORAGE_URI = re.compile(r"^(s3|gs|az)://[a-z0-9][-a-z0-9_.]{1,221}[a-z0-9](/[^\s]*)?$")
-STORAGE_SCHEMES = ("s3", "gs", "az")
+_STORAGE_URI = re.compile(r"^(s3|gs|az|azfs)://[a-z0-9][-a-z0-9_.]{1,221}[a-z0-9](/[^\s]*)?$")
+STORAGE_SCHEMES = ("s3", "gs", "az", "azfs")
 
 
 class SpecError(ValueError):
@@ -363,13 +363,17 @@ class ModelSpec:
     layout: str | dict[str, str] | None = None
     nireq: int | None = None
     plugin_config: dict[str, str | int] = field(default_factory=dict)
-    storage_uri: str | None = None  # s3://, gs://, az://: used instead of base_path
+    storage_uri: str | None = None  # s3://, gs://, az://, azfs://: used instead of base_path
     storage_secret: str | None = None  # Secret holding the storage_uri provider's credentials
 
     @property
     def storage_scheme(self) -> str | None:
-        """``s3``, ``gs`` or ``az`` for a model in object storage, else None."""
-        return self.storage_uri.split("://", 1)[0] if self.storage_uri else None
+        """``s3``, ``gs`` or ``az`` for a model in object storage (``azfs://`` shares read
+        Azure's credentials too, so they count as ``az``), else None."""
+        if not self.storage_uri:
+            return None
+        scheme = self.storage_uri.split("://", 1)[0]
+        return "az" if scheme == "azfs" else scheme
 
     def config_entry(self, mount_path: str) -> dict[str, Any]:
         """The OVMS ``config`` dict of this model; ``base_path`` is absolute inside the pod,
@@ -416,8 +420,8 @@ class ModelSpec:
                 raise SpecError("spec.storageUri: give either basePath (the server's volume) or "
                                 "storageUri (object storage), not both")
             _match(storage_uri, "spec.storageUri", _STORAGE_URI,
-                   "an object storage URI like s3://bucket/path, gs://bucket/path or "
-                   "az://container/path")
+                   "an object storage URI like s3://bucket/path, gs://bucket/path, "
+                   "az://container/path or azfs://share/path")
         if storage_secret is not None:
             if storage_uri is None:
                 raise SpecError("spec.storageSecret: only used with spec.storageUri")

@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--ssl_ca_certificate", default=None,
                    help="PEM CA bundle: require and verify client certificates (mutual TLS)")
     g.add_argument("--storage_cache_dir", default=None,
-                   help="where versions of s3://, gs://, az:// models are downloaded before they "
+                   help="where versions of s3://, gs://, az://, azfs:// models are downloaded before they "
                    "load (default: a temporary folder removed at exit)")
     g.add_argument("--storage_cache_max_mb", type=int, default=20480,
                    help="bound on the downloaded versions held at once, in MiB (default 20480)")

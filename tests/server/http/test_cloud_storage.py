@@ -1,5 +1,7 @@
 """s3://, gs:// and az:// base paths end to end: a real ovserve-server against real storage
-servers on 127.0.0.1 (moto, gcp-storage-emulator, Azurite; see storage_emulators.py).
+servers on 127.0.0.1 (moto, gcp-storage-emulator, Azurite; see storage_emulators.py), and
+azfs:// (Azure Files, which no emulator here serves) against a stand-in of its REST API
+(azure_files_fake.py).
 
 Covered for each provider: versions discovered and served, a version added and removed
 remotely and picked up by polling, the local cache copy removed when its version retires.
@@ -19,6 +21,7 @@ from pathlib import Path
 import ovtest_models as models
 import pytest
 import requests
+from azure_files_fake import AzureFilesFake
 from ovtest_server import ServerProcess, start_server, write_config
 from storage_emulators import PROVIDERS, S3, Emulator
 
@@ -222,3 +225,39 @@ def test_large_file_is_streamed_to_the_cache_and_removed_on_retire(s3: S3, tmp_p
         print(f"peak RSS growth while streaming 256 MiB: {growth / 2**20:.1f} MiB")
     finally:
         assert server.stop() == 0, server.log()
+
+
+def test_azure_files_share_versions_polled_and_missing_path(tmp_path: Path) -> None:
+    fake = AzureFilesFake()
+    try:
+        def upload(folder: Path, prefix: str) -> list[str]:
+            keys = []
+            for path in sorted(folder.rglob("*")):
+                if path.is_file():
+                    key = f"{prefix}/{path.relative_to(folder).as_posix()}"
+                    fake.files[key] = path.read_bytes()
+                    keys.append(key)
+            return keys
+
+        upload(models.add_model(tmp_path / "src", version=1), "models/add/1")
+        env = {"AZURE_STORAGE_CONNECTION_STRING": fake.connection_string}
+        server = serve(tmp_path, [{"name": "remote", "base_path": "azfs://models/add"},
+                                  {"name": "gone", "base_path": "azfs://models/nothing/here"}],
+                       env, "--file_system_poll_wait_seconds", "0.2")
+        try:
+            assert states(server, "remote") == {"1": "AVAILABLE"}
+            assert predict(server, "remote") == PLAIN
+            v2 = upload(models.add_model(tmp_path / "src", version=2, offset=5.0), "models/add/2")
+            wait_for(lambda: states(server, "remote") == {"2": "AVAILABLE", "1": "END"})
+            assert predict(server, "remote") == PLUS_5
+            for key in v2:
+                del fake.files[key]
+            wait_for(lambda: states(server, "remote") == {"2": "END", "1": "AVAILABLE"})
+            wait_for(lambda: len(cache_entries(tmp_path)) == 1)
+            r = requests.get(f"{server.url}/v1/models/gone", timeout=10)
+            assert (r.status_code, r.json()["error"]) == (
+                404, "The model base path does not exist or is not a directory: azfs://models/nothing/here")
+        finally:
+            assert server.stop() == 0, server.log()
+    finally:
+        fake.stop()

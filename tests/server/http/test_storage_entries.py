@@ -37,7 +37,8 @@ def server(tmp_path: Path, closed_port: int) -> Iterator[ServerProcess]:
         {"name": "broken", "base_path": "add", "target_device": "NONEXISTENT"},
     ])
     env = {"S3_ENDPOINT": f"http://127.0.0.1:{closed_port}", "AWS_ACCESS_KEY_ID": "k",
-           "AWS_SECRET_ACCESS_KEY": "s", "AWS_REGION": "us-east-1", "AWS_SESSION_TOKEN": ""}
+           "AWS_SECRET_ACCESS_KEY": "s", "AWS_REGION": "us-east-1", "AWS_SESSION_TOKEN": "",
+           "AZURE_STORAGE_CONNECTION_STRING": ""}
     proc = start_server(["--config_path", str(tmp_path / "config.json"),
                          "--storage_timeout_seconds", "2"], workdir=tmp_path, env=env)
     yield proc
@@ -60,7 +61,7 @@ def test_failing_entries_fail_alone_and_say_why(server: ServerProcess) -> None:
     code, text = error_of(server, "/v2/models/resnet")
     assert code == 404 and text.startswith("Cannot list s3://inference/resnet"), text
     code, text = error_of(server, "/v1/models/share")
-    assert code == 404 and "azfs:// (Azure Files shares) is not supported by ovserve" in text
+    assert (code, text) == (404, "Cannot use azfs://share/models/m: AZURE_STORAGE_CONNECTION_STRING is not set")
     code, text = error_of(server, "/v1/models/hadoop")
     assert code == 404 and "remote storage hdfs:// is not supported" in text
     # a version that fails to compile shows in its version status, as before

@@ -19,10 +19,8 @@ s3://      AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGI
            S3_USE_HTTPS=0 (plain HTTP when S3_ENDPOINT has no scheme)
 gs://      GOOGLE_APPLICATION_CREDENTIALS; STORAGE_EMULATOR_HOST (an emulator, no credentials)
 az://      AZURE_STORAGE_CONNECTION_STRING; ``az://<container>/<path>`` (Blob storage)
+azfs://    AZURE_STORAGE_CONNECTION_STRING; ``azfs://<share>/<path>`` (Azure Files, as in OVMS)
 =========  ================================================================================
-
-``azfs://`` (Azure Files shares in OVMS) is recognised and refused per model with a clear
-message: ovserve reads Azure Blob storage only.
 """
 
 from __future__ import annotations
@@ -127,18 +125,17 @@ def open_store(url: str, timeout: float = DEFAULT_TIMEOUT) -> Store:
             from .azure import AzureStore
 
             return AzureStore(url, bucket, prefix, timeout)
+        if scheme == "azfs":
+            from .azure_files import AzureFilesStore
+
+            return AzureFilesStore(url, bucket, prefix, timeout)
     except ImportError as exc:
         raise StorageError(
             f"{scheme}:// storage needs the Python package {exc.name!r}: "
             "install ovserve with the 'storage' extra (pip install 'ovserve[server,storage]')"
         ) from None
-    if scheme == "azfs":
-        raise StorageError(
-            f"{url}: azfs:// (Azure Files shares) is not supported by ovserve; "
-            "keep the models in Azure Blob storage and use az://<container>/<path>"
-        )
     raise StorageError(
-        f"{url}: remote storage {scheme}:// is not supported (supported: s3://, gs://, az://)"
+        f"{url}: remote storage {scheme}:// is not supported (supported: s3://, gs://, az://, azfs://)"
     )
 
 
