@@ -21,7 +21,7 @@ help:
 $(STAMP): pyproject.toml hatch_build.py server/ovserve/server/codecs/_numjson.c
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[server,operator,test,lint]'
+	$(BIN)/python -m pip install --quiet -e '.[server,storage,operator,test,lint]'
 	@touch $(STAMP)
 
 venv: $(STAMP)

@@ -142,6 +142,7 @@ class FakePods:
         self.reload_error: dict[str, tuple[int, str]] = {}
         self.calls: list[tuple[str, str]] = []
         self.body_for: Callable[[str, str], dict[str, Any]] | None = None
+        self.model_errors: dict[str, str] = {}  # model name -> GET /v1/models/<name>'s 404 error
 
     def _body(self, url: str) -> dict[str, Any]:
         if self.body_for is not None:
@@ -165,3 +166,9 @@ class FakePods:
         if url in self.on_disk:
             self.applied[url] = self.on_disk[url]
         return PodReply(201 if changed else 200, self.applied.get(url), self._body(url))
+
+    def model_status(self, url: str, name: str) -> PodReply:
+        self.calls.append(("GET", f"{url}/v1/models/{name}"))
+        if name in self.model_errors:
+            return PodReply(404, None, {"error": self.model_errors[name]})
+        return PodReply(200, None, {"model_version_status": []})

@@ -38,6 +38,8 @@ def parse(*argv: str) -> object:
         (("--rest_port", "9000", "--config_path", "c.json", "--ssl_certificate", "c.pem"), "--ssl_certificate and --ssl_private_key must be given together"),
         (("--rest_port", "9000", "--demo", "--config_path", "c.json"), "--demo is exclusive"),
         (("--rest_port", "9000", "--config_path", "c.json", "--ssl_certificate", "/no/cert.pem", "--ssl_private_key", "/no/key.pem"), "cannot use the TLS files"),
+        (("--rest_port", "9000", "--config_path", "c.json", "--storage_cache_max_mb", "0"), "storage_cache_max_mb must be >= 1"),
+        (("--rest_port", "9000", "--config_path", "c.json", "--storage_timeout_seconds", "0"), "storage_timeout_seconds must be > 0"),
     ],
     ids=lambda v: " ".join(v) if isinstance(v, tuple) else v[:30],
 )
@@ -61,6 +63,11 @@ def test_single_model_flags_become_a_config_entry() -> None:
     assert model.batch_size == 4
     assert model.model_version_policy.kind == "all"
     assert dict(model.plugin_config) == {"NUM_STREAMS": 2}
+
+
+def test_model_path_may_be_a_storage_url() -> None:
+    settings = parse("--rest_port", "9000", "--model_name", "m", "--model_path", "s3://bucket/models/m")
+    assert settings.single_model.base_path == "s3://bucket/models/m"  # type: ignore[attr-defined]
 
 
 def test_usage_error_exits_2_with_message() -> None:

@@ -74,7 +74,6 @@ def test_version_policies(policy: dict[str, object], expected: VersionPolicy) ->
         (doc(model_version_policy={"all": {}, "latest": {}}), "Model version policy is in wrong format"),
         (doc(model_version_policy={"latest": {"num_versions": 0}}), "num_versions: expected an integer >= 1"),
         (doc(model_version_policy={"specific": {"versions": []}}), "versions: expected a non-empty array"),
-        (doc(base_path="s3://bucket/m"), "remote storage s3:// is not supported"),
         (doc(name="a/b"), "must not contain '/'"),
         (doc(stateful=True), "stateful models are not supported"),
         (b'{"model_config_list": [], "pipeline_config_list": [{"name": "p"}]}', "DAG pipelines are not supported"),
@@ -86,6 +85,16 @@ def test_rejected_documents_name_the_field(data: bytes, message: str) -> None:
     with pytest.raises(ConfigError) as info:
         parse_config(data, base_dir="/")
     assert message in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "url", ["s3://bucket/m", "gs://bucket/a/b", "az://container/m", "azfs://share/m", "hdfs://x/m"]
+)
+def test_storage_urls_are_kept_as_written(url: str) -> None:
+    """A URL is the model's own matter (its status says whether it can be read), not a schema
+    error that would refuse the whole document."""
+    (model,) = parse_config(doc(base_path=url), base_dir="/etc").models
+    assert model.base_path == url
 
 
 def test_duplicate_names_rejected() -> None:

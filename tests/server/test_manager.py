@@ -36,6 +36,7 @@ from ovserve.server.errors import (
     ModelNotFound,
     ModelNotLoadedYet,
     ModelRetired,
+    ModelUnavailable,
     VersionNotFound,
 )
 from ovserve.server.manager import ConfigFileError, ModelManager, config_entry
@@ -657,9 +658,11 @@ async def test_missing_base_path_is_reported_once_and_picked_up_later(
     manager = make(config_path=str(config))
     await manager.start()
     assert manager.model_names() == ["m"]
-    assert manager.statuses("m") == []
+    with pytest.raises(ModelUnavailable, match="The model base path does not exist"):
+        manager.statuses("m")  # the status carries the reason (a VersionNotFound, 404)
+    assert manager.all_statuses() == {"m": []}
     assert "does not exist" in (manager.model_error("m") or "")
-    with pytest.raises(VersionNotFound):
+    with pytest.raises(ModelUnavailable, match="does not exist"):
         await version_of(manager, "m")
     assert (await manager.reload()).changed is False
     errors = [r.getMessage() for r in caplog_info.records if r.levelno == logging.ERROR]

@@ -60,14 +60,19 @@ def start_server(
     wait_ready: bool = True,
     scheme: str = "http",
     session: requests.Session | None = None,
+    env: dict[str, str] | None = None,
 ) -> ServerProcess:
+    """Start ``python -m ovserve.server``; ``env`` adds to (or, with "" values, clears) the
+    environment it inherits."""
     port = free_port(host)
     log_path = workdir / f"server-{port}.log"
     log_file = log_path.open("wb")
     cmd = [sys.executable, "-m", "ovserve.server", "--rest_bind_address", host,
            "--rest_port", str(port), *args]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, cwd=workdir, env=env)
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    full_env = {k: v for k, v in full_env.items() if v != ""}
+    proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, cwd=workdir,
+                            env=full_env)
     log_file.close()
     server = ServerProcess(proc, host, port, log_path, scheme)
     if wait_ready:

@@ -479,7 +479,8 @@ class Reconciler:
                 continue
             previous = body.get("status")
             if model.name in rejected:
-                new = status.pending_status(model, "NameConflict", rejected[model.name],
+                reason = rendered.reasons.get(model.name, "NameConflict")
+                new = status.pending_status(model, reason, rejected[model.name],
                                             stamp, previous, state=status.FAILED)
             else:
                 digest = wanted.get(model.model_name)

@@ -23,7 +23,10 @@ The body both calls return (OVMS's)::
          "status": {"error_code": "OK", "error_message": "OK"}}]}}
 
 A failed load is ``"state": "LOADING"`` with ``"error_code": "UNKNOWN"`` and the real error in
-``error_message``.
+``error_message``. A model listed with no version at all (its base path is missing, or its
+``storageUri`` cannot be read: wrong credentials, unreachable storage) has its reason only in
+``GET /v1/models/<name>`` (404 ``{"error": …}``): the handshake asks for it, for at most
+:data:`MAX_ERROR_LOOKUPS` such models per pod, and reports it in ``PodReport.model_errors``.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 HASH_HEADER = "X-Ovserve-Config-Hash"
+MAX_ERROR_LOOKUPS = 16  # models without versions whose reason one handshake asks a pod for
 TRANSITIONAL_STATES = frozenset({"START", "LOADING", "UNLOADING"})
 
 
@@ -90,6 +94,8 @@ class PodReport:
     error: str | None = None  # unreachable, or the reload's error text
     reloaded: bool = False  # a POST /v1/config/reload was sent
     url: str = ""  # the pod's REST base URL, for messages about a pod it could not reach
+    # model name -> why the pod serves no version of it (GET /v1/models/<name>'s error)
+    model_errors: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -117,6 +123,8 @@ class PodClient(Protocol):
     def get_config(self, url: str) -> PodReply: ...
 
     def reload(self, url: str) -> PodReply: ...
+
+    def model_status(self, url: str, name: str) -> PodReply: ...
 
 
 def parse_statuses(body: Any) -> dict[str, tuple[VersionReport, ...]]:
@@ -155,6 +163,17 @@ def _error_text(reply: PodReply) -> str:
     return f"HTTP {reply.status}"
 
 
+def model_errors(pod: PodTarget, models: Mapping[str, Sequence[VersionReport]],
+                 client: PodClient) -> dict[str, str]:
+    """Why the pod serves no version of the models it lists without any (bounded lookups)."""
+    out: dict[str, str] = {}
+    for name in sorted(n for n, versions in models.items() if not versions)[:MAX_ERROR_LOOKUPS]:
+        reply = client.model_status(pod.url, name)
+        if reply.status == 404 and isinstance(reply.body, Mapping) and reply.body.get("error"):
+            out[name] = str(reply.body["error"])
+    return out
+
+
 def check_pod(pod: PodTarget, expected: str, client: PodClient) -> PodReport:
     """GET the pod's config; POST a reload only when it does not report ``expected`` yet.
 
@@ -163,16 +182,21 @@ def check_pod(pod: PodTarget, expected: str, client: PodClient) -> PodReport:
     """
     reply = client.get_config(pod.url)
     if reply.status == 200 and reply.config_hash == expected:
-        return PodReport(pod.name, reply.config_hash, True, parse_statuses(reply.body),
-                         url=pod.url)
+        models = parse_statuses(reply.body)
+        return PodReport(pod.name, reply.config_hash, True, models,
+                         model_errors=model_errors(pod, models, client), url=pod.url)
     if reply.status == 0:
         return PodReport(pod.name, None, False, {}, _error_text(reply), url=pod.url)
     reply = client.reload(pod.url)
+    if reply.status == 400 and reply.config_hash == expected:
+        # A config applied with some entries failing (OVMS answers 400): read the statuses.
+        reply = client.get_config(pod.url)
     applied = reply.status in (200, 201) and reply.config_hash == expected
     models = parse_statuses(reply.body) if reply.status in (200, 201) else {}
     error = None if reply.status in (200, 201) else _error_text(reply)
+    errors = model_errors(pod, models, client) if applied else {}
     return PodReport(pod.name, reply.config_hash, applied, models, error, reloaded=True,
-                     url=pod.url)
+                     model_errors=errors, url=pod.url)
 
 
 def read_pod(pod: PodTarget, client: PodClient) -> PodReport:
@@ -298,6 +322,10 @@ class HttpPodClient:
     def reload(self, url: str) -> PodReply:
         return self._call(urllib.request.Request(f"{url}/v1/config/reload", data=b"",
                                                   method="POST"))
+
+    def model_status(self, url: str, name: str) -> PodReply:
+        path = urllib.parse.quote(name, safe="")
+        return self._call(urllib.request.Request(f"{url}/v1/models/{path}", method="GET"))
 
     def _call(self, request: urllib.request.Request) -> PodReply:
         url = request.full_url

@@ -25,6 +25,23 @@ The server waits by itself, so no preStop hook is needed (the image needs no ``s
 The config hash is deliberately **not** in the pod template: a model-only change rewrites the
 ConfigMap and is applied by a reload, while a pool change (image, resources, GPU, placement)
 changes the template and rolls the pods.
+
+Object-storage credentials (``InferenceModel.spec.storageSecret``) are environment variables,
+and those are per pod: :func:`storage_credentials` keeps **one Secret per provider per server**
+(s3, gs, az are independent). The oldest model that names a Secret for a provider sets it; a
+model of that provider that names no Secret uses it too; a model that names a *different*
+Secret for the same provider is refused (its status says which Secret the server already uses).
+Adding or changing a server's Secret changes the pod template, so the pods roll; a model that
+reuses the server's Secret changes only the ConfigMap. What each provider's Secret holds:
+
+=====  =====================================================================================
+s3     keys AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and optionally AWS_SESSION_TOKEN,
+       AWS_REGION, S3_ENDPOINT, S3_USE_HTTPS -> the env vars of the same names
+gs     key ``key.json`` (a service-account key) -> mounted read-only under
+       /var/run/secrets/ovserve/gs, GOOGLE_APPLICATION_CREDENTIALS points at it
+az     key AZURE_STORAGE_CONNECTION_STRING -> the env var of the same name (``az://`` and
+       ``azfs://`` models both read it, so they share one Secret)
+=====  =====================================================================================
 """
 
 from __future__ import annotations
@@ -32,7 +49,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ovserve.server.config import config_hash, render_config
@@ -49,6 +66,13 @@ CONFIG_HASH_ANNOTATION = "ovserve.io/config-hash"
 RENDERED_HASH_ANNOTATION = "ovserve.io/rendered-hash"
 SERVER_LABEL = "ovserve.io/server"
 MANAGED_BY = "ovserve-operator"
+GCS_KEY_DIR = "/var/run/secrets/ovserve/gs"
+GCS_KEY_FILE = "key.json"
+# Keys of a storage Secret that become env vars of the same name (optional ones may be absent).
+S3_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION",
+           "S3_ENDPOINT", "S3_USE_HTTPS")
+S3_REQUIRED = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+AZURE_KEY = "AZURE_STORAGE_CONNECTION_STRING"
 
 
 @dataclass(frozen=True)
@@ -65,6 +89,7 @@ class Rendered:
     # None when replicas <= 1 or spec.podDisruptionBudget.enabled is false: the reconciler then
     # deletes a PodDisruptionBudget left from before (see pdb_name).
     pdb: dict[str, Any] | None = None
+    reasons: dict[str, str] = field(default_factory=dict)  # rejected name -> status reason
 
 
 def config_map_name(server: str) -> str:
@@ -117,6 +142,60 @@ def select_models(models: Sequence[ModelSpec]) -> tuple[list[ModelSpec], dict[st
             continue
         kept[model.model_name] = model
     return sorted(kept.values(), key=lambda m: m.model_name), rejected
+
+
+def storage_credentials(models: Sequence[ModelSpec]
+                        ) -> tuple[dict[str, str], dict[str, str]]:
+    """The Secret each storage provider of one server's models uses, and the models refused.
+
+    Returns ``({"s3": secret, ...}, {object name: why})``. Models are taken oldest first (as
+    :func:`select_models` does), so adding a model never changes what an older one gets.
+    """
+    chosen: dict[str, tuple[str, str]] = {}  # scheme -> (secret, the model that set it)
+    rejected: dict[str, str] = {}
+    for model in sorted(models, key=lambda m: (m.created, m.name)):
+        scheme, secret = model.storage_scheme, model.storage_secret
+        if scheme is None or secret is None:
+            continue
+        held = chosen.get(scheme)
+        if held is None:
+            chosen[scheme] = (secret, model.name)
+        elif held[0] != secret:
+            rejected[model.name] = (
+                f"spec.storageSecret: server {model.server!r} already reads {scheme}:// with "
+                f"Secret {held[0]!r} (InferenceModel {held[1]!r}); credentials are environment "
+                f"variables of the server's pods, so every {scheme}:// model of one server uses "
+                f"the same Secret: use {held[0]!r}, or serve this model from another "
+                "InferenceServer"
+            )
+    return {scheme: secret for scheme, (secret, _) in chosen.items()}, rejected
+
+
+def storage_env(secrets: Mapping[str, str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]],
+                                                       list[dict[str, Any]]]:
+    """Env vars, volumes and mounts that give the server the storage Secrets' credentials."""
+    env: list[dict[str, Any]] = []
+    volumes: list[dict[str, Any]] = []
+    mounts: list[dict[str, Any]] = []
+
+    def from_secret(name: str, secret: str, key: str, optional: bool) -> dict[str, Any]:
+        ref: dict[str, Any] = {"name": secret, "key": key}
+        if optional:
+            ref["optional"] = True
+        return {"name": name, "valueFrom": {"secretKeyRef": ref}}
+
+    if "s3" in secrets:
+        env += [from_secret(k, secrets["s3"], k, k not in S3_REQUIRED) for k in S3_KEYS]
+    if "gs" in secrets:
+        env.append({"name": "GOOGLE_APPLICATION_CREDENTIALS",
+                    "value": f"{GCS_KEY_DIR}/{GCS_KEY_FILE}"})
+        volumes.append({"name": "gcs-credentials", "secret": {
+            "secretName": secrets["gs"], "defaultMode": 0o440,
+            "items": [{"key": GCS_KEY_FILE, "path": GCS_KEY_FILE}]}})
+        mounts.append({"name": "gcs-credentials", "mountPath": GCS_KEY_DIR, "readOnly": True})
+    if "az" in secrets:
+        env.append(from_secret(AZURE_KEY, secrets["az"], AZURE_KEY, False))
+    return env, volumes, mounts
 
 
 def render_config_bytes(server: ServerSpec, models: Sequence[ModelSpec]) -> bytes:
@@ -244,8 +323,12 @@ def pod_annotations(server: ServerSpec) -> dict[str, str]:
     return annotations
 
 
-def deployment(server: ServerSpec) -> dict[str, Any]:
+def deployment(server: ServerSpec, storage_secrets: Mapping[str, str] | None = None
+               ) -> dict[str, Any]:
     volumes, mounts = _volumes(server)
+    env, secret_volumes, secret_mounts = storage_env(storage_secrets or {})
+    volumes += secret_volumes
+    mounts += secret_mounts
     container: dict[str, Any] = {
         "name": CONTAINER_NAME,
         "image": server.image,
@@ -265,8 +348,9 @@ def deployment(server: ServerSpec) -> dict[str, Any]:
         },
         "volumeMounts": mounts,
     }
-    if server.env:
-        container["env"] = [dict(e) for e in server.env]
+    env = env + [dict(e) for e in server.env]
+    if env:
+        container["env"] = env
     if server.env_from:
         container["envFrom"] = [dict(e) for e in server.env_from]
     resources = _resources(server)
@@ -365,6 +449,10 @@ def pod_disruption_budget(server: ServerSpec) -> dict[str, Any] | None:
 def render_server(server: ServerSpec, models: Sequence[ModelSpec]) -> Rendered:
     """Render one server: the models it serves, config.json, ConfigMap, Deployment, Service."""
     kept, rejected = select_models([m for m in models if m.server == server.name])
+    secrets, refused = storage_credentials(kept)
+    if refused:
+        rejected = {**rejected, **refused}
+        kept = [m for m in kept if m.name not in refused]
     data = render_config_bytes(server, kept)
     return Rendered(
         config=data,
@@ -372,7 +460,9 @@ def render_server(server: ServerSpec, models: Sequence[ModelSpec]) -> Rendered:
         models=tuple(kept),
         rejected=rejected,
         config_map=config_map(server, data),
-        deployment=deployment(server),
+        deployment=deployment(server, secrets),
+        reasons={**dict.fromkeys(rejected, "NameConflict"),
+                 **dict.fromkeys(refused, "StorageSecretConflict")},
         service=service(server),
         pdb=pod_disruption_budget(server),
     )

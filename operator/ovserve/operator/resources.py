@@ -32,6 +32,11 @@ becomes the OVMS config entry (:meth:`ModelSpec.config_entry`, storage mounted a
      "model_version_policy": {"latest": {"num_versions": 2}}, "batch_size": 1,
      "shape": "(1,3,224,224)", "layout": "NHWC:NCHW", "nireq": 4,
      "plugin_config": {"PERFORMANCE_HINT": "LATENCY"}}
+
+Instead of ``basePath`` (a folder of the server's volume), a model may live in object storage:
+``storageUri: s3://bucket/resnet50`` (or ``gs://``, ``az://``), with ``storageSecret`` naming a
+Secret of that provider's credentials; the URI becomes ``base_path`` as written and
+:mod:`ovserve.operator.render` puts the credentials into the server pods' environment.
 """
 
 from __future__ import annotations
@@ -96,6 +101,8 @@ _RESOURCE_NAME = re.compile(
 )
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _BASE_PATH = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_./-]*$")
+_STORAGE_URI = re.compile(r"^(s3|gs|az|azfs)://[a-z0-9][-a-z0-9_.]{1,221}[a-z0-9](/[^\s]*)?$")
+STORAGE_SCHEMES = ("s3", "gs", "az", "azfs")
 
 
 class SpecError(ValueError):
@@ -686,12 +693,24 @@ class ModelSpec:
     layout: str | dict[str, str] | None = None
     nireq: int | None = None
     plugin_config: dict[str, str | int] = field(default_factory=dict)
+    storage_uri: str | None = None  # s3://, gs://, az://, azfs://: used instead of base_path
+    storage_secret: str | None = None  # Secret holding the storage_uri provider's credentials
+
+    @property
+    def storage_scheme(self) -> str | None:
+        """``s3``, ``gs`` or ``az`` for a model in object storage (``azfs://`` shares read
+        Azure's credentials too, so they count as ``az``), else None."""
+        if not self.storage_uri:
+            return None
+        scheme = self.storage_uri.split("://", 1)[0]
+        return "az" if scheme == "azfs" else scheme
 
     def config_entry(self, mount_path: str) -> dict[str, Any]:
-        """The OVMS ``config`` dict of this model; ``base_path`` is absolute inside the pod."""
+        """The OVMS ``config`` dict of this model; ``base_path`` is absolute inside the pod,
+        or the storage URI as written."""
         entry: dict[str, Any] = {
             "name": self.model_name,
-            "base_path": posixpath.join(mount_path, self.base_path),
+            "base_path": self.storage_uri or posixpath.join(mount_path, self.base_path),
             "target_device": self.target_device,
             "model_version_policy": self.version_policy.to_json(),
         }
@@ -724,6 +743,19 @@ class ModelSpec:
         if ".." in base_path.split("/"):
             raise SpecError(f"spec.basePath: {base_path!r} must stay inside the server's storage "
                             "(no '..')")
+        storage_uri = _str(spec.get("storageUri"), "spec.storageUri")
+        storage_secret = _str(spec.get("storageSecret"), "spec.storageSecret")
+        if storage_uri is not None:
+            if spec.get("basePath") is not None:
+                raise SpecError("spec.storageUri: give either basePath (the server's volume) or "
+                                "storageUri (object storage), not both")
+            _match(storage_uri, "spec.storageUri", _STORAGE_URI,
+                   "an object storage URI like s3://bucket/path, gs://bucket/path, "
+                   "az://container/path or azfs://share/path")
+        if storage_secret is not None:
+            if storage_uri is None:
+                raise SpecError("spec.storageSecret: only used with spec.storageUri")
+            _match(storage_secret, "spec.storageSecret", _DNS_SUBDOMAIN, "a valid Secret name")
         shape = _one_of(spec, "shape", "inputShapes")
         layout = _one_of(spec, "layout", "inputLayouts")
         batch = spec.get("batchSize")
@@ -756,6 +788,8 @@ class ModelSpec:
             nireq=None if spec.get("nireq") is None
             else _int(spec.get("nireq"), "spec.nireq", 0, 0, 100_000),
             plugin_config=plugin,
+            storage_uri=storage_uri.rstrip("/") if storage_uri else None,
+            storage_secret=storage_secret,
         )
         model.check()
         return model
@@ -803,7 +837,7 @@ _CONFIG_TO_SPEC = {
     "target_device": "targetDevice",
     "plugin_config": "pluginConfig",
     "model_version_policy": "versionPolicy",
-    "base_path": "basePath",
+    "base_path": "basePath",  # (or storageUri)
     "name": "modelName",
 }
 

@@ -276,6 +276,16 @@ def model_status(model: ModelSpec, server: ServerSpec, result: HandshakeResult, 
         message = f"waiting for {len(stale)} pod(s) to load config {result.expected[:12]}"
         if blocked:
             message = f"{message}; {blocked}"
+    elif empty and not settling and any(name in p.model_errors for p in applied):
+        state = FAILED
+        pod_name, why = next((p.name, p.model_errors[name]) for p in applied
+                             if name in p.model_errors)
+        message = f"pod {pod_name} serves no version of model {name!r}: {why}"
+    elif empty and not settling and model.storage_uri:
+        state = FAILED
+        message = (f"pod {empty[0]} serves no version of model {name!r} from "
+                   f"{model.storage_uri}: GET /v1/models/{name} on the pod gives the storage's "
+                   "error (wrong credentials, unreachable endpoint, no numbered version folder)")
     elif empty and not settling:
         state = FAILED
         message = (f"pod {empty[0]} serves no version of model {name!r}: is there a numbered "

@@ -87,6 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--ssl_private_key", default=None, help="PEM private key for --ssl_certificate")
     g.add_argument("--ssl_ca_certificate", default=None,
                    help="PEM CA bundle: require and verify client certificates (mutual TLS)")
+    g.add_argument("--storage_cache_dir", default=None,
+                   help="where versions of s3://, gs://, az://, azfs:// models are downloaded before they "
+                   "load (default: a temporary folder removed at exit)")
+    g.add_argument("--storage_cache_max_mb", type=int, default=20480,
+                   help="bound on the downloaded versions held at once, in MiB (default 20480)")
+    g.add_argument("--storage_timeout_seconds", type=float, default=30.0,
+                   help="connect/read timeout of each cloud storage call (default 30)")
     g.add_argument("--demo", action="store_true",
                    help=f"serve a built-in demo model named {DEMO_MODEL_NAME!r} (built on first start)")
     g.add_argument("--demo_path", default=os.path.join(".demo-models", DEMO_MODEL_NAME),
@@ -167,6 +174,10 @@ def validate(args: argparse.Namespace) -> Settings:
         raise UsageError(f"drain_seconds must be from 0 to {MAX_DRAIN_SECONDS}")
     if not 1 <= args.max_request_mb <= 4096:
         raise UsageError("max_request_mb must be from 1 to 4096")
+    if args.storage_cache_max_mb < 1:
+        raise UsageError("storage_cache_max_mb must be >= 1")
+    if not 0 < args.storage_timeout_seconds <= 3600:
+        raise UsageError("storage_timeout_seconds must be > 0 and <= 3600")
     model_flags = [f for f in _MODEL_FLAGS if getattr(args, f) is not None]
     single: ModelConfig | None = None
     if args.config_path:
@@ -261,6 +272,7 @@ async def serve(settings: Settings) -> int:
     from .http.server import HTTPServer
     from .manager import ConfigFileError, ModelManager
     from .metrics import ServerMetrics
+    from .storage.cache import ModelCache, RemoteStorage
 
     args = settings.args
     if args.demo:
@@ -272,6 +284,9 @@ async def serve(settings: Settings) -> int:
         config_path=os.path.abspath(args.config_path) if args.config_path else None,
         single_model=settings.single_model,
         poll_wait_seconds=args.file_system_poll_wait_seconds,
+        storage=RemoteStorage(ModelCache(args.storage_cache_dir,
+                                         args.storage_cache_max_mb * 1024 * 1024),
+                              timeout=args.storage_timeout_seconds),
     )
     registry = CollectorRegistry() if args.metrics_enable else None
     metrics = ServerMetrics(registry, settings.metrics_names) if registry is not None else None
@@ -307,7 +322,10 @@ async def serve(settings: Settings) -> int:
     try:
         await manager.start()
     except (ConfigError, ConfigFileError) as exc:
+        # Only a document that is not valid JSON or fails the schema (or no file) stops the
+        # start; an entry that fails (missing path, storage, load) fails alone, in its status.
         log.error("Cannot start: %s", exc)
+        await manager.stop()
         server.stop()
         codec_pool.shutdown(wait=False)
         return 1

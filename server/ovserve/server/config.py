@@ -12,7 +12,8 @@ The accepted document (OVMS ``src/schema.cpp``; every object rejects unknown key
       "model_config_list": [
         {"config": {
             "name": "resnet",                       # required, no "/" or ".." in it
-            "base_path": "models/resnet",           # relative paths resolve against config.json's folder
+            "base_path": "models/resnet",           # relative paths resolve against config.json's folder;
+                                                    # or s3://, gs://, az:// (kept as written)
             "batch_size": 1,                        # int >= 0, or "auto"
             "shape": "(1,3,224,224)",               # or {"input": "(1,3,-1,-1)"}; dims N, -1, a:b
             "layout": "NHWC:NCHW",                  # or {"input": "NHWC:NCHW"}
@@ -93,6 +94,7 @@ _UNSUPPORTED_TOP_KEYS = {
 _TOP_KEYS = {"model_config_list", "monitoring"} | set(_UNSUPPORTED_TOP_KEYS)
 _SHAPE_RE = re.compile(r"^\s*\(?\s*(-?\d+|\d+:\d+)(\s*,\s*(-?\d+|\d+:\d+))*\s*\)?\s*$")
 _LAYOUT_RE = re.compile(r"^[A-Za-z.?]+(:[A-Za-z.?]+)?$")
+_REMOTE_RE = re.compile(r"^[a-z][a-z0-9+.-]*://")
 _DEVICE_RE = re.compile(r"^[A-Z][A-Z0-9_]*(\.\d+)?(:[A-Z0-9_.,]+)?$")
 
 
@@ -118,7 +120,7 @@ class VersionPolicy:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """One ``model_config_list[].config`` entry, validated. ``base_path`` is absolute."""
+    """One ``model_config_list[].config`` entry, validated. ``base_path`` is absolute or a URL."""
 
     name: str
     base_path: str
@@ -342,12 +344,12 @@ def _model(entry: Any, path: str, base_dir: str) -> ModelConfig:
     base = cfg["base_path"]
     if not isinstance(base, str) or not base:
         raise _fail(f"{path}.base_path", "a non-empty string", base)
-    if re.match(r"^[a-z][a-z0-9+.-]*://", base):
-        raise ConfigError(
-            f"{path}.base_path: remote storage {base.split('://')[0]}:// is not supported; "
-            "mount the models and give a local path"
-        )
-    base_path = os.path.normpath(os.path.join(base_dir, os.path.expanduser(base)))
+    if _REMOTE_RE.match(base):
+        # A storage URL (s3://, gs://, az://...) is kept as written. Whether it can be read is
+        # the model's own matter (its status says why), not the document's: see storage/.
+        base_path = base
+    else:
+        base_path = os.path.normpath(os.path.join(base_dir, os.path.expanduser(base)))
 
     batch_size: int | Literal["auto"] | None = None
     if "batch_size" in cfg:

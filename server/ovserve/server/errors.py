@@ -29,6 +29,11 @@ class VersionNotFound(ServingError):
     default_message = "Model with requested version is not found"
 
 
+class ModelUnavailable(VersionNotFound):
+    """A configured model with no version to serve, and a reason: its base path is missing or
+    its storage cannot be read. The message is that reason (answered as VersionNotFound is)."""
+
+
 class ModelNotLoadedYet(ServingError):
     default_message = "Model with requested version is not loaded yet"
 

@@ -32,7 +32,18 @@ SHA-256 of its bytes changed, then rescan every model's version folders, and app
   versions it had (retired, since their folders are gone), :meth:`~ModelManager.model_error`
   gives the reason and it is logged once; requests get ``VersionNotFound``;
 * statuses list versions newest first; a reload waits (up to 30 s) for retired instances to
-  drain, then leaves the rest draining in the background.
+  drain, then leaves the rest draining in the background;
+* each entry loads or fails on its own (OVMS): a missing base path, an unreadable storage or a
+  version that fails to compile never stops the others; a model with no version to show and a
+  reason (:meth:`~ModelManager.model_error`) answers status, metadata and inference with
+  :class:`~ovserve.server.errors.ModelUnavailable` carrying that reason. A reload that applied a
+  new config reports the entries that failed (:attr:`ReloadReport.failures`);
+* a remote base path (``s3://``, ``gs://``, ``az://``; :mod:`ovserve.server.storage`) is listed
+  and polled like a folder; each version is downloaded into the bounded local cache before it
+  loads and its copy is removed when that instance closes. A listing that fails because the
+  storage is unreachable or refuses the credentials changes nothing that serves (the reason is
+  the model's error until a listing succeeds); a base path that holds nothing retires its
+  versions, as a missing folder does.
 """
 
 from __future__ import annotations
@@ -58,8 +69,10 @@ from .config import (
     parse_config,
     render_config,
 )
-from .errors import ModelNotFound, ModelNotLoadedYet, ModelRetired, VersionNotFound
+from .errors import ModelNotFound, ModelNotLoadedYet, ModelRetired, ModelUnavailable, VersionNotFound
 from .served import ModelSlot, ServedModel, VersionSlot
+from .storage import StorageError, is_remote
+from .storage.cache import RemoteStorage
 from .types import Signature, State, VersionStatus
 
 __all__ = [
@@ -89,6 +102,9 @@ class ConfigFileError(Exception):
 class ReloadReport:
     changed: bool  # True when any version was loaded, reloaded or retired, or a new config applied
     config_hash: str | None  # sha256 hex of the config bytes now applied
+    # When this round applied a new config: "model m: why" for each entry whose base path is
+    # missing or unreadable. The rest of the config is applied.
+    failures: tuple[str, ...] = ()
 
 
 def config_entry(model: ModelConfig) -> dict[str, Any]:
@@ -165,6 +181,7 @@ class ModelManager:
         poll_wait_seconds: float = 1.0,
         load_wait_timeout: float = 10.0,
         executor: concurrent.futures.Executor | None = None,
+        storage: RemoteStorage | None = None,
     ) -> None:
         if (config_path is None) == (single_model is None):
             raise ValueError("give exactly one of config_path and single_model")
@@ -174,6 +191,7 @@ class ModelManager:
         self._poll_wait = poll_wait_seconds
         self._load_wait = load_wait_timeout
         self._executor = executor
+        self._storage = storage  # created on the first remote base path when not given
         self._models: dict[str, ModelSlot] = {}
         self._config = ServerConfig()
         self._hash: str | None = None
@@ -245,6 +263,8 @@ class ModelManager:
         finally:
             if acquired:
                 self._lock.release()
+            if self._storage is not None:
+                await asyncio.to_thread(self._storage.close)  # removes the cache copies
 
     async def reload(self) -> ReloadReport:
         """Re-read the config file if its hash changed, then rescan every model's versions.
@@ -269,12 +289,21 @@ class ModelManager:
         if version:
             slot = model.versions.get(version)
             if slot is None:
+                if model.error and not model.versions:
+                    raise ModelUnavailable(model.error)
                 raise VersionNotFound()
             return [slot.status()]
+        if model.error and not model.versions:
+            raise ModelUnavailable(model.error)
+        return self._statuses(model)
+
+    @staticmethod
+    def _statuses(model: ModelSlot) -> list[VersionStatus]:
         return [model.versions[n].status() for n in sorted(model.versions, reverse=True)]
 
     def all_statuses(self) -> dict[str, list[VersionStatus]]:
-        return {name: self.statuses(name) for name in sorted(self._models)}
+        """Every model's versions (``GET /v1/config``); a model with none lists none."""
+        return {name: self._statuses(self._models[name]) for name in sorted(self._models)}
 
     def metadata(self, name: str, version: int | None = None) -> tuple[int, Signature]:
         """(version, signature) without waiting: a loading version is ModelNotLoadedYet."""
@@ -326,6 +355,8 @@ class ModelManager:
             if slot is None:
                 if model.pending:
                     return None
+                if model.error and not slots:
+                    raise ModelUnavailable(model.error)
                 raise VersionNotFound()
             if slot.state == State.AVAILABLE and slot.instance is not None:
                 return slot.instance
@@ -346,6 +377,8 @@ class ModelManager:
             raise ModelNotLoadedYet()
         if slots:
             raise ModelRetired()
+        if model.error:
+            raise ModelUnavailable(model.error)
         raise VersionNotFound()
 
     async def _wait_for(self, name: str, version: int | None) -> ServedModel:
@@ -405,7 +438,21 @@ class ModelManager:
             self._config, self._hash, self._logged_problem = new, digest, None
             changed = True
         changed = await self._sync(self._config, poll=poll) or changed
-        return ReloadReport(changed=changed, config_hash=self._hash)
+        failures = self._failures() if new is not None else ()
+        return ReloadReport(changed=changed, config_hash=self._hash, failures=failures)
+
+    def _failures(self) -> tuple[str, ...]:
+        """``model m: why`` for each configured model whose base path cannot be read.
+
+        A version that fails to load is not one (OVMS answers such a reload 201 and shows the
+        error in that version's status).
+        """
+        out: list[str] = []
+        for name in sorted(self._models):
+            model = self._models[name]
+            if model.error:
+                out.append(f"model {name}: {model.error}")
+        return tuple(out)
 
     async def _poll_loop(self) -> None:
         while True:
@@ -437,6 +484,8 @@ class ModelManager:
         for name in [n for n in self._models if n not in wanted]:
             removed = self._models.pop(name)
             log.info("Model %s was removed from the config; unloading it", name)
+            if self._storage is not None and is_remote(removed.config.base_path):
+                self._storage.forget(removed.config.base_path)
             drains += [self._retire(removed, s) for s in removed.versions.values() if s.live]
             changed = True
             self._notify()
@@ -447,7 +496,7 @@ class ModelManager:
                 changed = True
             model.config = mc
         models = list(self._models.values())
-        scans = await asyncio.to_thread(_inspect_all, [m.config.base_path for m in models])
+        scans = await self._scan_all([m.config.base_path for m in models])
         results = await asyncio.gather(
             *(self._sync_model(m, s, poll) for m, s in zip(models, scans, strict=True)),
             return_exceptions=True,
@@ -475,6 +524,11 @@ class ModelManager:
             model.error = scan.error
             if scan.error:
                 log.error("Model %s cannot be served: %s", model.config.name, scan.error)
+        if scan.transient:
+            # The storage did not answer (or refused us): keep whatever serves as it is.
+            model.pending = False
+            self._notify()
+            return False, []
         cfg = model.config
         key = cfg.load_key()
         policy = cfg.model_version_policy
@@ -523,8 +577,46 @@ class ModelManager:
             return True
         if asyncio.get_running_loop().time() >= slot.retry_at:
             return True
-        folder = repository.version_dir(cfg.base_path, slot.number)
-        return await asyncio.to_thread(repository.fingerprint, folder) != slot.fingerprint
+        return await self._fingerprint(cfg, slot.number) != slot.fingerprint
+
+    # ------------------------------------------------------------------ local or remote storage
+
+    def _remote(self) -> RemoteStorage:
+        if self._storage is None:
+            self._storage = RemoteStorage()
+        return self._storage
+
+    async def _scan_all(self, paths: list[str]) -> list[repository.ScanResult]:
+        """Scan every base path: local ones in one worker thread, remote ones concurrently."""
+        local = [p for p in paths if not is_remote(p)]
+        remote = [p for p in paths if is_remote(p)]
+        local_scans, remote_scans = await asyncio.gather(
+            asyncio.to_thread(_inspect_all, local),
+            asyncio.gather(*(self._scan_remote(p) for p in remote)),
+        )
+        found = dict(zip(local, local_scans, strict=True)) | dict(zip(remote, remote_scans,
+                                                                       strict=True))
+        return [found[p] for p in paths]
+
+    async def _scan_remote(self, url: str) -> repository.ScanResult:
+        try:
+            names = await self._remote().list_children(url)
+        except StorageError as exc:
+            if exc.missing:
+                return repository.ScanResult((), f"{repository.NO_BASE_PATH}: {url}")
+            return repository.ScanResult((), str(exc), transient=True)
+        return repository.from_names(names, url)
+
+    async def _fingerprint(self, cfg: ModelConfig, version: int) -> tuple[object, ...]:
+        """What the files of a version look like now, to notice a changed failed version."""
+        if not is_remote(cfg.base_path):
+            folder = repository.version_dir(cfg.base_path, version)
+            return await asyncio.to_thread(repository.fingerprint, folder)
+        try:
+            files = await self._remote().list_files(cfg.base_path, version)
+        except StorageError:
+            return ()
+        return tuple(sorted((f.path, f.size, f.tag) for f in files))
 
     # ------------------------------------------------------------------ per-version transitions
 
@@ -540,24 +632,32 @@ class ModelManager:
                  state.name, code)
         self._notify()
 
-    async def _load(self, cfg: ModelConfig, version: int) -> LoadedModel:
+    async def _load(self, cfg: ModelConfig, version: int) -> tuple[LoadedModel, str | None]:
+        """Load a version; for a remote base path, from a fresh local copy (returned too)."""
         loop = asyncio.get_running_loop()
-        folder = repository.version_dir(cfg.base_path, version)
+        copy: str | None = None
+        if is_remote(cfg.base_path):
+            copy = folder = await self._remote().fetch(cfg.base_path, cfg.name, version)
+        else:
+            folder = repository.version_dir(cfg.base_path, version)
         fut = loop.run_in_executor(self._executor, self._backend.load, folder, cfg)
         try:
-            return await asyncio.shield(fut)
+            return await asyncio.shield(fut), copy
         except asyncio.CancelledError:
             fut.add_done_callback(_close_orphan)
+            raise
+        except BaseException:
+            if copy is not None:
+                await self._remote().remove(copy)
             raise
 
     async def _attempt(self, model: ModelSlot, slot: VersionSlot, cfg: ModelConfig) -> ServedModel | None:
         """Load a new instance; on failure mark the version failed. None when failed or stale."""
         gen = slot.gen
         slot.config = cfg
-        folder = repository.version_dir(cfg.base_path, slot.number)
-        fingerprint = await asyncio.to_thread(repository.fingerprint, folder)
+        fingerprint = await self._fingerprint(cfg, slot.number)
         try:
-            loaded = await self._load(cfg, slot.number)
+            loaded, copy = await self._load(cfg, slot.number)
         except Exception as exc:
             if slot.gen == gen:
                 text = str(exc) or type(exc).__name__
@@ -572,6 +672,7 @@ class ModelManager:
                 self._set(model, slot, State.LOADING, "UNKNOWN", text)
             return None
         served = ServedModel(cfg.name, slot.number, loaded, cfg)
+        served.local_copy = copy
         if slot.gen != gen or self._models.get(cfg.name) is not model:
             await self._close(served)  # retired or removed while it loaded
             return None
@@ -633,7 +734,7 @@ class ModelManager:
             await old._wait_idle()
         except asyncio.CancelledError:  # stop() gave up waiting: close anyway
             slot.retiring.discard(old)
-            old.model.close()
+            old.model.close()  # its cache copy goes when stop() closes the storage
             raise
         slot.retiring.discard(old)
         await self._close(old)
@@ -643,3 +744,5 @@ class ModelManager:
             await asyncio.get_running_loop().run_in_executor(self._executor, served.model.close)
         except Exception:
             log.exception("Closing version %d of model %s failed", served.version, served.name)
+        if served.local_copy is not None:
+            await self._remote().remove(served.local_copy)  # the cache copy goes with it

@@ -23,6 +23,7 @@ __all__ = [
     "NO_VERSIONS",
     "ScanResult",
     "fingerprint",
+    "from_names",
     "inspect",
     "scan",
     "version_dir",
@@ -39,6 +40,8 @@ class ScanResult:
 
     versions: tuple[int, ...]
     error: str | None = None
+    # The storage could not be read (unreachable, credentials): not a statement about versions.
+    transient: bool = False
 
 
 def _version_of(name: str) -> int | None:
@@ -71,6 +74,14 @@ def inspect(base_path: str) -> ScanResult:
     if not os.path.isdir(base_path):
         return ScanResult((), f"{NO_BASE_PATH}: {base_path}")
     versions = tuple(scan(base_path))
+    if not versions:
+        return ScanResult((), f"{NO_VERSIONS}: {base_path}")
+    return ScanResult(versions)
+
+
+def from_names(names: list[str], base_path: str) -> ScanResult:
+    """The versions among the child folder names of a remote base path, as :func:`inspect`."""
+    versions = tuple(sorted({n for n in map(_version_of, names) if n is not None}))
     if not versions:
         return ScanResult((), f"{NO_VERSIONS}: {base_path}")
     return ScanResult(versions)

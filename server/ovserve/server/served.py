@@ -30,6 +30,7 @@ class ServedModel:
         self.model = model
         self.signature: Signature = model.signature
         self.config = config
+        self.local_copy: str | None = None  # cache folder of a remote version, removed on close
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -71,7 +72,7 @@ class VersionSlot:
         self.gen = 0  # bumped by every start and retire; stale completions check it
         self.failures = 0
         self.retry_at = 0.0
-        self.fingerprint: tuple[tuple[str, int, int], ...] = ()
+        self.fingerprint: tuple[object, ...] = ()  # the version's files at its last attempt
 
     @property
     def failed(self) -> bool:

@@ -112,6 +112,31 @@ def test_failed_load_reports_real_error_and_others_keep_serving(server: ServerPr
     assert requests.post(f"{server.url}/v1/models/add:predict", json=ADD_BODY, timeout=10).status_code == 200
 
 
+def test_reload_with_a_missing_base_path_fails_and_applies_the_rest(server: ServerProcess, repo: Path) -> None:
+    """OVMS: 400 ``Reloading config file failed…`` for the entry that cannot be read, while the
+    valid rest of the new config is applied and nothing that served stops."""
+    write_config(repo / "config.json", [
+        {"name": "add", "base_path": "add"},
+        {"name": "other", "base_path": "other"},
+        {"name": "nowhere", "base_path": "does/not/exist"},
+    ])
+    r = reload(server)
+    assert r.status_code == 400, r.text
+    assert r.text.startswith('{\n\t"error": "Reloading config file failed. Check server logs for more info.')
+    assert "model nowhere: The model base path does not exist or is not a directory" in r.text
+    applied = requests.get(f"{server.url}/v1/config", timeout=10)
+    assert r.headers["X-Ovserve-Config-Hash"] == applied.headers["X-Ovserve-Config-Hash"]
+    assert sorted(applied.json()) == ["add", "nowhere", "other"]
+    for name in ("add", "other"):
+        assert requests.post(f"{server.url}/v1/models/{name}:predict", json=ADD_BODY, timeout=10).status_code == 200
+    status = requests.get(f"{server.url}/v1/models/nowhere", timeout=10)
+    assert status.status_code == 404
+    assert "The model base path does not exist or is not a directory" in status.json()["error"]
+    ready = requests.get(f"{server.url}/v2/models/nowhere/ready", timeout=10)
+    assert ready.status_code == 404 and "does not exist" in ready.json()["error"]
+    assert reload(server).status_code == 200  # the same config again: nothing new to report
+
+
 def test_poll_picks_up_new_and_removed_version_folders(polling_server: ServerProcess, repo: Path) -> None:
     url = f"{polling_server.url}/v1/models/add"
     models.add_model(repo / "add", version=2, offset=5.0)

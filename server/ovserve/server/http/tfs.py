@@ -155,7 +155,8 @@ async def predict(
 
 
 class ConfigReloadHandler(BodyHandler, TfsHandler):
-    """POST /v1/config/reload: 201 when something changed, 200 when nothing did."""
+    """POST /v1/config/reload: 201 when something changed, 200 when nothing did; 400 when a new
+    config was applied but some of its entries failed (the others serve)."""
 
     def encode_error(self, message: str) -> bytes:
         return tfs.encode_reload_error(message)
@@ -174,6 +175,14 @@ class ConfigReloadHandler(BodyHandler, TfsHandler):
         except Exception:  # a bug or an I/O failure while applying versions
             log.exception("Reloading models versions failed")
             self._failed("Reloading models versions failed. Check server logs for more info.", 500)
+            return
+        if report.failures:
+            # OVMS: an entry that fails (missing base path, unreadable storage, a load error)
+            # fails the reload, while the rest of the new config is applied and keeps serving.
+            for failure in report.failures:
+                log.error("Reloading config file: %s", failure)
+            self._failed("Reloading config file failed. Check server logs for more info. - "
+                         + "; ".join(report.failures), 400)
             return
         if metrics is not None:
             metrics.observe_reload(ok=True)
