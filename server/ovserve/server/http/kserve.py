@@ -24,6 +24,7 @@ from .. import errors
 from ..backend.base import InferTiming
 from ..codecs import kserve_v2
 from ..images import has_bytes, prepare_inputs
+from ..types import State
 from .base import (
     BaseHandler,
     BodyHandler,
@@ -78,8 +79,10 @@ class ModelMetadataHandler(V2Handler):
             number = parse_version(version)
             served_version, signature = manager.metadata(name, number)
             number = served_version
-            # OVMS lists only the version that answered (``add_versions(instance->getVersion())``)
-            body = kserve_v2.encode_model_metadata(name, [served_version], signature)
+            # every AVAILABLE version of the model, whichever answered (OVMS, Triton)
+            versions = sorted(s.version for s in manager.statuses(name)
+                              if s.state == State.AVAILABLE)
+            body = kserve_v2.encode_model_metadata(name, versions or [served_version], signature)
         except errors.ServingError as exc:
             self.count("ModelMetadata", name, number, ok=False)
             self.fail(exc)
@@ -122,12 +125,15 @@ async def infer(
             served_version = served.version
             # Binary tensor data is taken zero-copy: only the JSON part costs decoding time.
             json_size = len(body) if header_length is None else header_length
-            request = await run_codec(
-                deps, json_size, kserve_v2.decode_infer, body, header_length, served.signature
-            )
+            if header_length == 0:  # Triton's "raw binary request": the body is the one input
+                request = kserve_v2.decode_raw(body, served.accepts, name)
+            else:
+                request = await run_codec(
+                    deps, json_size, kserve_v2.decode_infer, body, header_length, served.accepts
+                )
             inputs = await run_codec(
                 deps, len(body) if has_bytes(request.inputs) else 0,  # images decode off the loop
-                prepare_inputs, request.inputs, served.signature,
+                prepare_inputs, request.inputs, served.accepts,
             )
             timing = InferTiming()
             outputs = await served.infer(inputs, timing)
