@@ -34,6 +34,11 @@ lists no outputs (as the KServe spec and Triton do), and ``outputs[]`` filters t
 returns every output); an unknown requested name fails with
 ``Missing output with specific name - Required output: <name>`` before inference.
 
+Raw binary request (Triton's extension): ``Inference-Header-Content-Length: 0`` and a body that
+is the raw bytes of the model's single input; :func:`decode_raw` takes the shape from the model
+(see there) and asks for binary outputs. One output requested twice is refused with OVMS's
+``Cannot insert more than one tensor with the same name``.
+
 Model metadata and errors::
 
     {"name": "m", "versions": ["1"], "platform": "OpenVINO",

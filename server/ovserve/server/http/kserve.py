@@ -9,7 +9,8 @@ Routes::
     GET  /v2/models/{m}[/versions/{v}]/ready             200 when that version is AVAILABLE, else 404
     POST /v2/models/{m}[/versions/{v}]/infer             inference (JSON or binary tensor extension)
 
-Wire details (JSON shapes, the binary extension) are in :mod:`ovserve.server.codecs.kserve_v2`.
+Wire details (JSON shapes, the binary extension, raw binary requests) are in
+:mod:`ovserve.server.codecs.kserve_v2`. Model metadata lists every AVAILABLE version of the model.
 """
 
 from __future__ import annotations
