@@ -80,6 +80,8 @@ class AutoShapeModel:
         self._auto = dict(auto)
         self._build = build
         self._current = first
+        # (name, static shape) of each auto input of the current model; None: not static
+        self._static = self._static_shapes(first.signature)
         self._calls: dict[OpenVINOModel, int] = {first: 0}  # running calls per compiled model
         self._retired: set[OpenVINOModel] = set()  # replaced, closing after their last call
         self._lock = asyncio.Lock()
@@ -109,7 +111,7 @@ class AutoShapeModel:
     ) -> dict[str, np.ndarray]:
         """Run one inference, reshaping the model first when the request needs another shape."""
         model = self._current
-        if self._target(model.signature, inputs):
+        if not self._fits(inputs) and self._target(model.signature, inputs):
             async with self._lock:
                 model = self._current
                 target = self._target(model.signature, inputs)
@@ -132,6 +134,23 @@ class AutoShapeModel:
         self._retired.clear()
 
     # ------------------------------------------------------------------ reshaping
+
+    def _fits(self, inputs: Mapping[str, np.ndarray]) -> bool:
+        """The fast check of the common case: every auto input has the current static shape
+        (a tuple comparison per input; :meth:`_target` decides everything else)."""
+        for name, shape in self._static:
+            array = inputs.get(name)
+            if array is None or array.shape != shape:
+                return False
+        return True
+
+    def _static_shapes(self, signature: Signature) -> list[tuple[str, tuple[int, ...] | None]]:
+        out: list[tuple[str, tuple[int, ...] | None]] = []
+        for i in self._auto:
+            spec = signature.inputs[i]
+            static = spec.shape is not None and all(d.is_static for d in spec.shape)
+            out.append((spec.name, tuple(d.min for d in spec.shape or ()) if static else None))
+        return out
 
     def _target(self, signature: Signature, inputs: Mapping[str, np.ndarray]
                 ) -> dict[int, tuple[int, ...]]:
@@ -181,6 +200,7 @@ class AutoShapeModel:
     def _install(self, model: OpenVINOModel) -> None:
         old = self._current
         self._current = model
+        self._static = self._static_shapes(model.signature)
         self._calls[model] = 0
         self.reshapes += 1
         log.info("%s now has input shapes %s", self.label,
