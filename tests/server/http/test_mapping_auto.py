@@ -6,6 +6,8 @@ One module-scoped server serves every model here; each test names the model it u
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import struct
 from collections.abc import Iterator
@@ -19,6 +21,7 @@ import pytest
 import requests
 from openvino import opset13 as ops
 from ovtest_server import ServerProcess, start_server, write_config
+from PIL import Image
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -64,6 +67,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     models.string_model(root / "strings")
     models.add_model(root / "add")
     models.multi_output_model(root / "multi")
+    models.image_model(root / "autoimage", height=4, width=6)
     entries = [
         {"name": "mapped", "base_path": "mapped"},
         {"name": "badjson", "base_path": "badjson"},
@@ -82,6 +86,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
         {"name": "strings", "base_path": "strings"},
         {"name": "add", "base_path": "add"},
         {"name": "multi", "base_path": "multi"},
+        {"name": "autoimage", "base_path": "autoimage", "layout": "NHWC", "shape": "auto"},
     ]
     config = write_config(root / "config.json", entries)
     proc = start_server(["--config_path", str(config), "--file_system_poll_wait_seconds", "0"],
@@ -294,6 +299,18 @@ def test_concurrent_requests_of_several_shapes_all_get_their_answer(
         assert shape == list(x.shape)
         np.testing.assert_array_equal(data, x.reshape(-1))
     assert "Reshaping autoshape version 1" in server.log()
+
+
+def test_shape_auto_takes_images_at_their_own_resolution(http: requests.Session,
+                                                         server: ServerProcess) -> None:
+    buf = io.BytesIO()
+    Image.new("RGB", (12, 8), (10, 20, 30)).save(buf, format="PNG")
+    img = base64.b64encode(buf.getvalue()).decode()
+    r = post(http, server, "/v1/models/autoimage:predict", {"instances": [{"image": {"b64": img}}]})
+    assert r.status_code == 200, r.text
+    assert r.json() == {"predictions": [[30.0, 20.0, 10.0]]}  # BGR, as OVMS decodes
+    meta = v2_meta(http, server, "autoimage")
+    assert meta["inputs"][0]["shape"] == [1, 8, 12, 3]  # type: ignore[index]
 
 
 # ----------------------------------------------------------------- wire differences
