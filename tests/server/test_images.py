@@ -193,7 +193,9 @@ def test_str_items_are_encoded() -> None:
 @pytest.mark.parametrize(
     ("inputs", "message"),
     [
-        ({}, "Missing input with specific name - Required input: image"),
+        ({}, "Invalid number of inputs - Expected: 1; Actual: 0"),
+        ({"picture": np.zeros((1, 4, 6, 3), np.float32)},
+         "Missing input with specific name - Required input: image"),
         ({"image": np.zeros((1, 4, 6, 3), np.float32), "extra": np.zeros(1, np.float32)},
          "Invalid number of inputs - Expected: 1; Actual: 2"),
         ({"image": np.zeros((1, 4, 6, 3), np.float64)},
@@ -201,7 +203,7 @@ def test_str_items_are_encoded() -> None:
         ({"image": np.zeros((1, 5, 6, 3), np.float32)},
          "Invalid input shape - Expected: (-1,4,6,3); Actual: (1,5,6,3); input name: image"),
     ],
-    ids=["missing", "extra", "precision", "shape"],
+    ids=["missing", "wrong-name", "extra", "precision", "shape"],
 )
 def test_other_inputs_are_validated(inputs: dict[str, np.ndarray], message: str) -> None:
     with pytest.raises(errors.InvalidInput) as caught:

@@ -28,12 +28,19 @@ class ServedModel:
         self.name = name
         self.version = version
         self.model = model
-        self.signature: Signature = model.signature
+        # What requests are checked against: the signature, except for a model with shape or
+        # batch "auto" (backend.auto_shape), whose auto dimensions take any size.
+        self.accepts: Signature = getattr(model, "accepts", None) or model.signature
         self.config = config
         self.local_copy: str | None = None  # cache folder of a remote version, removed on close
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
+
+    @property
+    def signature(self) -> Signature:
+        """The model's inputs and outputs as they are now (what metadata reports)."""
+        return self.model.signature
 
     @property
     def in_flight(self) -> int:

@@ -154,13 +154,15 @@ def _fits(dims: tuple[Dim, ...], shape: tuple[int, ...]) -> bool:
 
 def validate_inputs(inputs: Mapping[str, np.ndarray], signature: Signature) -> None:
     """Check names, counts, ranks, batch sizes, shapes and precisions, with OVMS's texts."""
-    for spec in signature.inputs:
-        if spec.name not in inputs:
-            raise InvalidInput(f"Missing input with specific name - Required input: {spec.name}")
+    # the count first, as OVMS's validator does: a missing input is "Invalid number of
+    # inputs"; a wrong name in a request of the right size is "Missing input with specific name"
     if len(inputs) != len(signature.inputs):
         raise InvalidInput(
             f"Invalid number of inputs - Expected: {len(signature.inputs)}; Actual: {len(inputs)}"
         )
+    for spec in signature.inputs:
+        if spec.name not in inputs:
+            raise InvalidInput(f"Missing input with specific name - Required input: {spec.name}")
     for spec in signature.inputs:
         array = inputs[spec.name]
         got = precision_of(array)

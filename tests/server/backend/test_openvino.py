@@ -228,13 +228,6 @@ def test_batch_size_uses_the_layout_batch_dim(backend: OpenVINOBackend, tmp_path
     model.close()
 
 
-def test_batch_size_auto_makes_batch_dynamic(backend: OpenVINOBackend, tmp_path: Path) -> None:
-    version = ovtest_models.add_model(tmp_path / "add", shape=(1, 2, 2))
-    model = load(backend, version, batch_size="auto")
-    assert model.signature.inputs[0].shape == dims((0, -1), 2, 2)
-    model.close()
-
-
 def test_batch_size_ignored_when_shape_set(
     backend: OpenVINOBackend, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -72,8 +72,8 @@ def test_triton_model_metadata(client: triton.InferenceServerClient) -> None:
                    {"name": "b", "datatype": "FP32", "shape": [-1, 2, 2]}],
         "outputs": [{"name": "sum", "datatype": "FP32", "shape": [-1, 2, 2]}],
     }
-    meta = client.get_model_metadata("versioned", model_version="1")
-    assert (meta["name"], meta["versions"]) == ("versioned", ["1"])
+    meta = client.get_model_metadata("versioned", model_version="1")  # every AVAILABLE version
+    assert (meta["name"], meta["versions"]) == ("versioned", ["1", "2"])
 
 
 def test_triton_metadata_of_unknown_model(client: triton.InferenceServerClient) -> None:

@@ -142,12 +142,12 @@ def test_model_metadata_is_byte_exact(http: requests.Session, server: ServerProc
          [("double", "FP32", [-1, 4]), ("total", "FP32", [-1])]),
         ("image", ["1"], [("image", "FP32", [-1, 4, 6, 3])], [("mean", "FP32", [-1, 3])]),
         ("strings", ["1"], [("text", "BYTES", [-1])], [("echo", "BYTES", [-1])]),
-        # OVMS lists only the version that answered, not every available one
-        ("versioned", ["2"], [("a", "FP32", [-1, 2, 2]), ("b", "FP32", [-1, 2, 2])],
+        # every AVAILABLE version, with or without /versions/N in the URL
+        ("versioned", ["1", "2"], [("a", "FP32", [-1, 2, 2]), ("b", "FP32", [-1, 2, 2])],
          [("sum", "FP32", [-1, 2, 2])]),
-        ("versioned/versions/1", ["1"], [("a", "FP32", [-1, 2, 2]), ("b", "FP32", [-1, 2, 2])],
+        ("versioned/versions/1", ["1", "2"], [("a", "FP32", [-1, 2, 2]), ("b", "FP32", [-1, 2, 2])],
          [("sum", "FP32", [-1, 2, 2])]),
-        ("versioned/versions/0", ["2"], [("a", "FP32", [-1, 2, 2]), ("b", "FP32", [-1, 2, 2])],
+        ("versioned/versions/0", ["1", "2"], [("a", "FP32", [-1, 2, 2]), ("b", "FP32", [-1, 2, 2])],
          [("sum", "FP32", [-1, 2, 2])]),
     ],
 )

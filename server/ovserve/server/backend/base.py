@@ -27,9 +27,17 @@ class InferTiming:
 
 
 class LoadedModel(Protocol):
-    signature: Signature
-    nireq: int
-    streams: int
+    @property
+    def signature(self) -> Signature:
+        """The inputs and outputs as they are now (a model with shape/batch "auto" changes
+        them as it reshapes; see :mod:`.auto_shape`)."""
+        ...
+
+    @property
+    def nireq(self) -> int: ...
+
+    @property
+    def streams(self) -> int: ...
 
     @property
     def active_requests(self) -> int:

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+import threading
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -33,11 +34,14 @@ from openvino.preprocess import PrePostProcessor
 from ..config import ModelConfig, parse_shape
 from ..errors import ModelLoadError
 from ..types import Dim, Signature, TensorSpec
+from .auto_shape import AutoShapeModel
+from .mapping import MAPPING_FILE, read_mapping, served_names
 from .openvino_model import OpenVINOModel, first_line, ov_message
 
 log = logging.getLogger(__name__)
 
-__all__ = ["OpenVINOBackend", "OpenVINOModel", "find_model_file", "save_sum_model"]
+__all__ = ["AutoShapeModel", "OpenVINOBackend", "OpenVINOModel", "find_model_file",
+           "save_sum_model"]
 
 # OpenVINO element type names -> OVMS precision names.
 _PRECISIONS: dict[str, str] = {
@@ -107,12 +111,29 @@ def _any_name(port: Any) -> str:
     return str(port.get_any_name()) if names else str(port.get_node().get_friendly_name())
 
 
+def _find(ports: Any, served: list[str], name: str, setting: str) -> list[int]:
+    """Indexes of the ports ``name`` designates in a ``shape`` / ``layout`` setting: by served
+    name (``mapping_config.json``), or by own name for a port the mapping does not rename."""
+    found = [i for i, p in enumerate(ports)
+             if served[i] == name or (served[i] == _any_name(p) and name in _port_names(p))]
+    if not found:
+        renamed = [served[i] for i, p in enumerate(ports)
+                   if served[i] != _any_name(p) and name in _port_names(p)]
+        if renamed:
+            raise ModelLoadError(  # OVMS's text, with the names
+                f"{setting} from config has real name. Use mapped name instead - {name} is "
+                f"mapped to {renamed[0]} by {MAPPING_FILE}"
+            )
+    return found
+
+
 def _split_layout(text: str) -> tuple[str, str]:
     served, _, model = text.partition(":")
     return served, model or served
 
 
-def _apply_layout(model: Any, layout: str | dict[str, str] | None) -> Any:
+def _apply_layout(model: Any, layout: str | dict[str, str] | None,
+                  names: tuple[list[str], list[str]]) -> Any:
     if layout is None:
         return model
     ppp = PrePostProcessor(model)
@@ -121,8 +142,8 @@ def _apply_layout(model: Any, layout: str | dict[str, str] | None) -> Any:
     else:
         targets = []
         for name, text in layout.items():
-            ins = [i for i, p in enumerate(model.inputs) if name in _port_names(p)]
-            outs = [i for i, p in enumerate(model.outputs) if name in _port_names(p)]
+            ins = _find(model.inputs, names[0], name, "Layout")
+            outs = _find(model.outputs, names[1], name, "Layout")
             if not ins and not outs:
                 raise ModelLoadError(f"Layout from config not found in model: {name}")
             targets += [("in", i, text) for i in ins] + [("out", i, text) for i in outs]
@@ -145,14 +166,14 @@ def _partial_shape(text: str) -> Any:
     return ov.PartialShape(dims)
 
 
-def _apply_shape(model: Any, shape: str | dict[str, str]) -> None:
+def _apply_shape(model: Any, shape: str | dict[str, str], served: list[str]) -> None:
     wanted: dict[int, Any] = {}
     if isinstance(shape, str):
         if shape != "auto":
             wanted = {i: _partial_shape(shape) for i in range(len(model.inputs))}
     else:
         for name, text in shape.items():
-            idx = [i for i, p in enumerate(model.inputs) if name in _port_names(p)]
+            idx = _find(model.inputs, served, name, "Shape")
             if not idx:
                 raise ModelLoadError(f"Shape from config not found in model: {name}")
             if text != "auto":
@@ -227,12 +248,12 @@ def _layout_text(port: Any) -> str:
     return str(layout.to_string())
 
 
-def _spec(port: Any, layout_port: Any) -> TensorSpec:
+def _spec(port: Any, layout_port: Any, name: str) -> TensorSpec:
     etype = port.get_element_type().get_type_name()
     precision = _PRECISIONS.get(etype)
     if precision is None:
         raise ModelLoadError(f"Unsupported precision {etype} of tensor {_any_name(port)}")
-    return TensorSpec(_any_name(port), precision, _dims(port), _layout_text(layout_port))
+    return TensorSpec(name, precision, _dims(port), _layout_text(layout_port))
 
 
 # ---------------------------------------------------------------- the backend
@@ -245,20 +266,72 @@ class OpenVINOBackend:
         self._core = core if core is not None else ov.Core()
         self._cache_dir = cache_dir
 
-    def load(self, version_dir: str, config: ModelConfig) -> OpenVINOModel:
-        """Read, configure and compile the model in ``version_dir``. Blocking."""
+    def load(self, version_dir: str, config: ModelConfig) -> OpenVINOModel | AutoShapeModel:
+        """Read, configure and compile the model in ``version_dir``. Blocking.
+
+        Tensor names follow the folder's ``mapping_config.json`` (:mod:`.mapping`). With
+        ``shape: "auto"`` (for all inputs or some) or ``batch_size: "auto"`` the model keeps its
+        own shape and the result is an :class:`~.auto_shape.AutoShapeModel`, which reshapes it
+        to the requests that need another one."""
         path = find_model_file(version_dir)
         try:
             model = self._core.read_model(path)
         except RuntimeError as exc:
             raise ModelLoadError(f"Cannot read model {path}: {ov_message(exc)}") from None
-        model = _apply_layout(model, config.layout)
+        mapping = read_mapping(version_dir)
+        where = os.path.join(version_dir, MAPPING_FILE)
+        names = (
+            served_names([_any_name(p) for p in model.inputs], mapping.inputs, "inputs", where),
+            served_names([_any_name(p) for p in model.outputs], mapping.outputs, "outputs", where),
+        )
+        model = _apply_layout(model, config.layout, names)
+        auto: dict[int, bool] = {}  # input index -> True: whole shape auto, False: batch only
         if config.shape is not None:
             if config.batch_size is not None:
                 log.warning("Model %s: batch_size is ignored because shape is set", config.name)
-            _apply_shape(model, config.shape)
+            _apply_shape(model, config.shape, names[0])
+            if config.shape == "auto":
+                auto = dict.fromkeys(range(len(model.inputs)), True)
+            elif isinstance(config.shape, dict):
+                for name, text in config.shape.items():
+                    if text == "auto":
+                        auto.update(dict.fromkeys(_find(model.inputs, names[0], name, "Shape"),
+                                                  True))
+        elif config.batch_size == "auto":
+            auto = {i: False for i, p in enumerate(model.inputs)
+                    if p.get_partial_shape().rank.is_static
+                    and p.get_partial_shape().rank.get_length() > 0}
         elif config.batch_size is not None:
             _apply_batch(model, config.batch_size)
+        label = f"{config.name} version {os.path.basename(os.path.normpath(version_dir))}"
+        loaded = self._compile_loaded(model, config, names, label)
+        log.info("Loaded %s on %s: nireq %d, streams %d", path, config.target_device,
+                 loaded.nireq, loaded.streams)
+        if not auto:
+            return loaded
+
+        building = threading.Lock()  # model.reshape changes ``model``: one build at a time
+
+        def build(shapes: Mapping[int, Sequence[int]]) -> OpenVINOModel:
+            """Reshape ``model`` and compile it again (in a worker thread)."""
+            with building:
+                return self._reshaped(model, shapes, config, names, label)
+
+        return AutoShapeModel(loaded, build, auto, label=label)
+
+    def _reshaped(self, model: Any, shapes: Mapping[int, Sequence[int]], config: ModelConfig,
+                  names: tuple[list[str], list[str]], label: str) -> OpenVINOModel:
+        """``model`` reshaped to ``shapes`` (input index -> dims, -1 dynamic) and compiled."""
+        try:
+            model.reshape({model.inputs[i]: ov.PartialShape(list(dims))
+                           for i, dims in shapes.items()})
+        except RuntimeError as exc:
+            raise ModelLoadError(ov_message(exc)) from None
+        return self._compile_loaded(model, config, names, label)
+
+    def _compile_loaded(self, model: Any, config: ModelConfig,
+                        names: tuple[list[str], list[str]], label: str) -> OpenVINOModel:
+        """Compile ``model`` and wrap it in an :class:`OpenVINOModel` (calibrated)."""
         props = _plugin_properties(config.plugin_config)
         if self._cache_dir and config.allow_cache:
             props["CACHE_DIR"] = self._cache_dir
@@ -269,12 +342,11 @@ class OpenVINOBackend:
         except (RuntimeError, TypeError, ValueError):
             streams = 1
         signature = Signature(
-            tuple(_spec(c, m) for c, m in zip(compiled.inputs, model.inputs, strict=True)),
-            tuple(_spec(c, m) for c, m in zip(compiled.outputs, model.outputs, strict=True)),
+            tuple(_spec(c, m, n) for c, m, n in
+                  zip(compiled.inputs, model.inputs, names[0], strict=True)),
+            tuple(_spec(c, m, n) for c, m, n in
+                  zip(compiled.outputs, model.outputs, names[1], strict=True)),
         )
-        log.info("Loaded %s on %s: nireq %d, streams %d", path, config.target_device, nireq,
-                 streams)
-        label = f"{config.name} version {os.path.basename(os.path.normpath(version_dir))}"
         loaded = OpenVINOModel(compiled, signature, nireq=nireq, streams=streams, label=label)
         spent = loaded.calibrate()
         if spent is not None:

@@ -34,6 +34,11 @@ lists no outputs (as the KServe spec and Triton do), and ``outputs[]`` filters t
 returns every output); an unknown requested name fails with
 ``Missing output with specific name - Required output: <name>`` before inference.
 
+Raw binary request (Triton's extension): ``Inference-Header-Content-Length: 0`` and a body that
+is the raw bytes of the model's single input; :func:`decode_raw` takes the shape from the model
+(see there) and asks for binary outputs. One output requested twice is refused with OVMS's
+``Cannot insert more than one tensor with the same name``.
+
 Model metadata and errors::
 
     {"name": "m", "versions": ["1"], "platform": "OpenVINO",
@@ -76,6 +81,8 @@ BOTH_DATA = "Request contains values both in binary data and in content value"
 BUFFER_EXCEEDED = "Received buffer size is smaller than binary_data_size parameter indicates"
 HEADER_EXCEEDED = "Inference-Header-Content-Length header exceeds actual payload length"
 BINARY_SIZE_INVALID = "binary_data_size parameter is invalid and cannot be parsed"
+DOUBLE_TENSOR = "Cannot insert more than one tensor with the same name"
+INVALID_CONTENT_SIZE = "Invalid content size of tensor proto"
 
 Param = str | int | bool
 
@@ -160,6 +167,63 @@ def decode_infer(body: bytes | bytearray, header_length: int | None, signature: 
         _check_precision(entry, spec)
         request.inputs[spec.name] = _to_array(entry)
         request.datatypes[spec.name] = entry.datatype
+    return request
+
+
+def decode_raw(body: bytes | bytearray, signature: Signature, model_name: str) -> V2Request:
+    """A "raw binary request" (``Inference-Header-Content-Length: 0``): the whole body is the
+    bytes of the model's single input, as Triton's binary tensor data extension defines it.
+
+    The datatype is the input's own. The shape is the model's: a dynamic first dimension is 1
+    when another dimension is dynamic too (a batch of one), and the one dynamic dimension left
+    is deduced from the body's size; a BYTES (STRING) input takes the whole body as one
+    element. Outputs are answered in binary form, as Triton answers such requests (the JSON
+    header's length in ``Inference-Header-Content-Length``). Texts of the refusals are
+    Triton's, or OVMS's for a size that does not fit."""
+    if len(signature.inputs) != 1:
+        raise InvalidInput(
+            f"Raw request must only have 1 input (found 1) to be deduced but got "
+            f"{len(signature.inputs)} inputs in '{model_name}' model configuration"
+        )
+    spec = signature.inputs[0]
+    dims = [d.min if d.is_static else -1 for d in spec.shape] if spec.shape is not None else [-1]
+    if dims.count(-1) > 1 and dims[0] == -1:
+        dims[0] = 1
+    if dims.count(-1) > 1:
+        raise InvalidInput(
+            f"The shape of the raw input '{spec.name}' can not be deduced because there are "
+            "more than one variable-sized dimension"
+        )
+    datatype = kserve_datatype(spec.precision)
+    request = V2Request(binary_data_output=True)
+    request.datatypes[spec.name] = datatype
+    if spec.precision == "STRING":
+        shape = tuple(1 if d == -1 else d for d in dims)
+        if _count(shape) != 1:
+            raise InvalidInput(
+                f"{INVALID_CONTENT_SIZE} - a raw BYTES request is one element, the input "
+                f"{spec.name} takes {_count(shape)}"
+            )
+        array = np.empty(1, dtype=object)
+        array[0] = bytes(body)
+        request.inputs[spec.name] = array.reshape(shape)
+        return request
+    itemsize = spec.dtype.itemsize
+    fixed = _count(tuple(d for d in dims if d != -1)) * itemsize
+    if -1 in dims:
+        if fixed == 0 or len(body) % fixed:
+            raise InvalidInput(
+                f"{INVALID_CONTENT_SIZE} - Expected: a multiple of {fixed} bytes; "
+                f"Actual: {len(body)} bytes; input name: {spec.name}"
+            )
+        dims[dims.index(-1)] = len(body) // fixed
+    elif len(body) != fixed:
+        raise InvalidInput(
+            f"{INVALID_CONTENT_SIZE} - Expected: {fixed} bytes; Actual: {len(body)} bytes; "
+            f"input name: {spec.name}"
+        )
+    request.inputs[spec.name] = np.frombuffer(body, dtype=spec.dtype.newbyteorder("<")
+                                              ).reshape(dims)
     return request
 
 
@@ -250,6 +314,8 @@ def _requested_outputs(node: Any, request: V2Request, signature: Signature) -> N
             flag = _parameters(item["parameters"]).get("binary_data")
             if isinstance(flag, bool):
                 request.binary_outputs[name] = flag
+        if name in names:  # OVMS's text for a tensor named twice
+            raise InvalidInput(f"{DOUBLE_TENSOR} - requested output: {name}")
         names.append(name)
     for name in names:
         if signature.output(name) is None:

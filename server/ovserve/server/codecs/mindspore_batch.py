@@ -55,7 +55,9 @@ def batch_instances(
     equal shapes are stacked, in chunks no larger than the batch dimension allows (a static batch
     of N is padded with copies of the chunk's first instance). When every input's first dimension
     is a static 1, each instance runs alone as a batch of one; otherwise each instance runs alone
-    with the model's full shape.
+    with the model's full shape. On a fully static model whose first dimension is over 1 and
+    not a declared batch (no ``N`` layout), an instance of the model's whole shape runs alone
+    as it is (MindSpore's ``with_batch_dim=False``); smaller instances are stacked as above.
     """
     specs = signature.inputs
     for instance in instances:
@@ -68,19 +70,24 @@ def batch_instances(
     stack = bool(specs) and all(s.has_batch_dim for s in specs)
     ones = bool(specs) and all(s.shape and s.shape[0].is_static and s.shape[0].min == 1
                                for s in specs)
+    # A fully static model whose first dimension is over 1 and not declared a batch (layout N)
+    # may have no batch dimension at all (MindSpore's with_batch_dim=False): an instance of the
+    # model's whole shape then runs alone, as it is.
+    whole = stack and all(_maybe_unbatched(s) for s in specs)
     errors: dict[int, str] = {}
     good: dict[int, dict[str, np.ndarray]] = {}
+    alone: dict[int, dict[str, np.ndarray]] = {}
     for index, instance in enumerate(instances):
-        fitted: dict[str, np.ndarray] = {}
-        for position, spec in enumerate(specs):
-            per = spec.shape[1:] if spec.shape is not None and (stack or ones) else spec.shape
-            result = _fit(instance[spec.name], position, spec, per)
-            if isinstance(result, str):
-                errors[index] = result
-                break
-            fitted[spec.name] = result
+        result = _fit_all(instance, specs, stack or ones)
+        if isinstance(result, str) and whole:
+            full = _fit_all(instance, specs, False)
+            if not isinstance(full, str):
+                alone[index] = full
+                continue
+        if isinstance(result, str):
+            errors[index] = result
         else:
-            good[index] = fitted
+            good[index] = result
     if not (stack or ones):
         batches = [MsBatch((i,), inputs, False, 1) for i, inputs in good.items()]
     elif ones:
@@ -88,7 +95,27 @@ def batch_instances(
                    for i, inputs in good.items()]
     else:
         batches = _stacked(good, [s.shape[0] for s in specs if s.shape])
+    batches += [MsBatch((i,), inputs, False, 1) for i, inputs in alone.items()]
     return MsPlan(len(instances), batches, errors)
+
+
+def _maybe_unbatched(spec: TensorSpec) -> bool:
+    return (spec.shape is not None and bool(spec.shape) and all(d.is_static for d in spec.shape)
+            and spec.shape[0].min > 1 and spec.layout[:1] != "N")
+
+
+def _fit_all(instance: Mapping[str, MsValue], specs: Sequence[TensorSpec], batched: bool
+             ) -> dict[str, np.ndarray] | str:
+    """Every input of one instance shaped for the model (per batch row when ``batched``), or
+    the first error text."""
+    fitted: dict[str, np.ndarray] = {}
+    for position, spec in enumerate(specs):
+        per = spec.shape[1:] if spec.shape is not None and batched else spec.shape
+        result = _fit(instance[spec.name], position, spec, per)
+        if isinstance(result, str):
+            return result
+        fitted[spec.name] = result
+    return fitted
 
 
 def _stacked(good: dict[int, dict[str, np.ndarray]], dims: list[Dim]) -> list[MsBatch]:

@@ -10,7 +10,8 @@ Routes::
     GET  /v2/models/{m}[/versions/{v}]/ready             200 when that version is AVAILABLE, else 404
     POST /v2/models/{m}[/versions/{v}]/infer             inference (JSON or binary tensor extension)
 
-Wire details (JSON shapes, the binary extension) are in :mod:`ovserve.server.codecs.kserve_v2`.
+Wire details (JSON shapes, the binary extension, raw binary requests) are in
+:mod:`ovserve.server.codecs.kserve_v2`. Model metadata lists every AVAILABLE version of the model.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from .. import errors
 from ..backend.base import InferTiming
 from ..codecs import kserve_v2
 from ..images import has_bytes, prepare_inputs
+from ..types import State
 from .base import (
     BaseHandler,
     BodyHandler,
@@ -82,8 +84,10 @@ class ModelMetadataHandler(V2Handler):
             number = parse_version(version)
             served_version, signature = manager.metadata(name, number)
             number = served_version
-            # OVMS lists only the version that answered (``add_versions(instance->getVersion())``)
-            body = kserve_v2.encode_model_metadata(name, [served_version], signature)
+            # every AVAILABLE version of the model, whichever answered (OVMS, Triton)
+            versions = sorted(s.version for s in manager.statuses(name)
+                              if s.state == State.AVAILABLE)
+            body = kserve_v2.encode_model_metadata(name, versions or [served_version], signature)
         except errors.ServingError as exc:
             self.count("ModelMetadata", name, number, ok=False)
             self.fail(exc)
@@ -126,12 +130,15 @@ async def infer(
             served_version = served.version
             # Binary tensor data is taken zero-copy: only the JSON part costs decoding time.
             json_size = len(body) if header_length is None else header_length
-            request = await run_codec(
-                deps, json_size, kserve_v2.decode_infer, body, header_length, served.signature
-            )
+            if header_length == 0:  # Triton's "raw binary request": the body is the one input
+                request = kserve_v2.decode_raw(body, served.accepts, name)
+            else:
+                request = await run_codec(
+                    deps, json_size, kserve_v2.decode_infer, body, header_length, served.accepts
+                )
             inputs = await run_codec(
                 deps, len(body) if has_bytes(request.inputs) else 0,  # images decode off the loop
-                prepare_inputs, request.inputs, served.signature,
+                prepare_inputs, request.inputs, served.accepts,
             )
             timing = InferTiming()
             outputs = await served.infer(inputs, timing)

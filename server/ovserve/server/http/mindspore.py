@@ -19,7 +19,7 @@ from .. import errors
 from ..backend.base import InferTiming
 from ..codecs import mindspore, mindspore_batch
 from ..served import ServedModel
-from .base import BodyHandler
+from .base import BodyHandler, _simple_error
 
 API = "MindSpore"
 METHOD = "Predict"
@@ -79,7 +79,7 @@ class MindSporeHandler(BodyHandler):
                 served_version = served.version
                 mindspore.check_method(target)
                 plan = mindspore_batch.batch_instances(
-                    instances, served.signature, servable=target.name, method=target.method
+                    instances, served.accepts, servable=target.name, method=target.method
                 )
                 outputs = [await self._infer(served, batch.inputs) for batch in plan.batches]
             results = mindspore_batch.collect_results(plan, outputs)
@@ -93,5 +93,24 @@ class MindSporeHandler(BodyHandler):
         self.send(response)
 
 
-# MindSpore finds its URL keys in any order; the version may come first.
-ROUTES = [(r"/(?:version/[^/]*/)?model/.*", MindSporeHandler)]
+class MindSporeUrlHandler(MindSporeHandler):
+    """A POST to a bare MindSpore-style method URL (``/x/:add_common``), without the ``model`` key:
+    MindSpore's own answer (``please check url, the keyword:[model] must contain.``, HTTP 200).
+    Other methods on such URLs keep OVMS's ``400 Invalid request URL``."""
+
+    def refuse_method(self) -> None:
+        self.send(self.encode_error("Invalid request URL"), 400)
+
+    def encode_error(self, message: str) -> bytes:
+        if self.request.method != "POST":
+            return _simple_error(message)
+        return mindspore.encode_error(message)
+
+
+# MindSpore finds its URL keys in any order; the version may come first. A POST to any other
+# path whose last segment is only a method (``.../:name``), outside /v1/ and /v2/, is a
+# MindSpore-style request without its model key.
+ROUTES = [
+    (r"/(?:version/[^/]*/)?model/.*", MindSporeHandler),
+    (r"/(?!v1/|v2/)(?:[^:]*/)?:[^/]*", MindSporeUrlHandler),
+]

@@ -138,10 +138,10 @@ async def predict(
         check_name(name)
         async with deps.manager.use(name, parse_version(version)) as served:
             served_version = served.version
-            request = await run_codec(deps, len(body), tfs.decode_predict, body, served.signature)
+            request = await run_codec(deps, len(body), tfs.decode_predict, body, served.accepts)
             inputs = await run_codec(
                 deps, len(body) if has_bytes(request.inputs) else 0,  # images decode off the loop
-                prepare_inputs, request.inputs, served.signature,
+                prepare_inputs, request.inputs, served.accepts,
             )
             timing = InferTiming()
             outputs = await served.infer(inputs, timing)
